@@ -1,0 +1,40 @@
+# edgeseg: the two commands a newcomer runs on a fresh machine are `make demo` and `make test`.
+# Both create .venv and install what they need. torch is pinned to 2.13.0 (the CPU build this
+# project is tested with); installing it first keeps pip from resolving a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip --disable-pip-version-check -q
+TORCH   = torch==2.13.0
+
+.PHONY: demo test bench oracle clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.run: $(PY) pyproject.toml
+	$(PIP) install $(TORCH)
+	$(PIP) install -e ".[train,convert]" $(TORCH)
+	touch $@
+
+$(VENV)/.test: $(VENV)/.run
+	$(PIP) install -e ".[train,convert,test]" $(TORCH)
+	touch $@
+
+demo: $(VENV)/.run
+	$(VENV)/bin/edgeseg demo -o edgeseg-demo
+
+test: $(VENV)/.test
+	$(PY) -m pytest
+
+bench: $(VENV)/.test
+	cd benchmarks && ../$(PY) bench_postprocess.py --json ../out/bench_postprocess.json
+	cd benchmarks && ../$(PY) bench_metrics.py --json ../out/bench_metrics.json
+
+oracle: $(VENV)/.test
+	cd benchmarks && ../$(PY) oracle.py --json ../out/oracle.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache edgeseg-demo out

@@ -1,0 +1,80 @@
+"""Shared helpers of the benchmark scripts: where the data is, machine facts, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DSB_ROOT = REPO.parent / "shared" / "data" / "dsb2018"
+STAGE1_TRAIN = DSB_ROOT / "stage1_train"
+
+
+def require_data(path: Path = STAGE1_TRAIN) -> Path:
+    if not (path / "images").is_dir():
+        sys.exit(f"DSB2018 data not found at {path}: this benchmark needs the real images "
+                 "(see README, 'Data'); pass --data DIR to point at a copy")
+    return path
+
+
+def machine() -> dict[str, Any]:
+    import cv2
+    import numpy as np
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "opencv_threads": cv2.getNumThreads(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def time_ms(fn: Callable[[], Any], repeat: int = 20, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def write_json(path: str | None, obj: dict[str, Any]) -> None:
+    if not path:
+        return
+    from edgeseg._atomic import atomic_write_json
+
+    atomic_write_json(path, obj)
+    print(f"wrote {path}")
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[c for c in columns]] + [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

@@ -1,0 +1,143 @@
+"""Post-processing speed and quality: edgeseg.label_instances vs a scikit-image watershed.
+
+Both do the same job on the same probability maps, in the same run:
+
+* edgeseg: ``label_instances`` (thresholds, hole filling, seeds, seeded growth, min size)
+* ``skimage_ws``: ``skimage.segmentation.watershed(-body_prob, seeds, mask=foreground)`` given
+  the very same seeds, precomputed outside the timing (the strictest comparison: watershed only);
+* ``skimage_job``: the minimal same job in scikit-image: thresholds, seed labelling
+  (``skimage.measure.label``), watershed;
+* ``skimage_full``: everything edgeseg does, in scikit-image/SciPy: hole filling, seed labelling,
+  watershed, small-object removal, sequential relabelling.
+
+Inputs: the real 1024x1024 images of DSB2018 stage1_train and a 2048x2048 mosaic of 64 real
+256x256 images (dense: thousands of nuclei), with probabilities made from ground truth by
+``encode`` -> ``one_hot(smooth=1.0)`` (soft edges, like a network's output). The Kaggle score of
+each result vs ground truth is printed beside the times: the speed must not cost accuracy.
+
+    python benchmarks/bench_postprocess.py [--json out.json] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from _common import STAGE1_TRAIN, machine, require_data, table, time_ms, write_json
+
+from edgeseg.data import read_labels
+from edgeseg.metrics import dsb_score
+from edgeseg.postprocess import PostprocessConfig, label_instances
+from edgeseg.targets import encode, one_hot
+
+
+def reference_watershed(probs: np.ndarray, cfg: PostprocessConfig, seeds: np.ndarray) -> np.ndarray:
+    from skimage.segmentation import watershed
+
+    fg = probs[0] < 1.0 - cfg.fg_threshold
+    return watershed(-probs[1], seeds, mask=fg)
+
+
+def reference_job(probs: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
+    from skimage.measure import label
+    from skimage.segmentation import watershed
+
+    fg = probs[0] < 1.0 - cfg.fg_threshold
+    seeds = label((probs[1] > cfg.seed_threshold) & fg, connectivity=2)
+    return watershed(-probs[1], seeds, mask=fg)
+
+
+def reference_full(probs: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
+    from scipy import ndimage as ndi
+    from skimage.measure import label
+    from skimage.morphology import remove_small_objects
+    from skimage.segmentation import relabel_sequential, watershed
+
+    fg = ndi.binary_fill_holes(probs[0] < 1.0 - cfg.fg_threshold)
+    seeds = label((probs[1] > cfg.seed_threshold) & fg, connectivity=2)
+    lab = watershed(-probs[1], seeds, mask=fg)
+    lab = remove_small_objects(lab, max_size=cfg.min_size - 1) if cfg.min_size > 1 else lab
+    return relabel_sequential(lab)[0]
+
+
+def cases(data_root):
+    manifest = json.loads((data_root / "manifest.json").read_text())
+    big = sorted(m["id"] for m in manifest if (m["h"], m["w"]) == (1024, 1024))
+    for i in big[:8]:
+        yield f"real 1024^2 {i[:8]}", read_labels(data_root / "labels" / f"{i}.png")
+    small = sorted((m["id"] for m in manifest if (m["h"], m["w"]) == (256, 256)))[:64]
+    tiles = [read_labels(data_root / "labels" / f"{i}.png") for i in small]
+    mosaic = np.zeros((2048, 2048), np.int32)
+    offset = 0
+    for k, lab in enumerate(tiles):
+        y, x = divmod(k, 8)
+        lab = lab.astype(np.int32)
+        mosaic[y * 256:(y + 1) * 256, x * 256:(x + 1) * 256] = np.where(lab > 0, lab + offset, 0)
+        offset += int(lab.max())
+    yield "mosaic 2048^2 (64 real)", mosaic
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(STAGE1_TRAIN))
+    ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--smooth", type=float, default=1.0, help="sigma of the soft probability edges")
+    args = ap.parse_args()
+    from pathlib import Path
+
+    import cv2
+
+    root = require_data(Path(args.data))
+    cfg = PostprocessConfig()
+    rows = []
+    for name, gt in cases(root):
+        probs = one_hot(encode(gt), smooth=args.smooth)
+        fg = cv2.compare(probs[0], 1.0 - cfg.fg_threshold, cv2.CMP_LT)
+        seeds8 = cv2.bitwise_and(cv2.compare(probs[1], cfg.seed_threshold, cv2.CMP_GT), fg)
+        _, seeds = cv2.connectedComponents(seeds8, connectivity=8, ltype=cv2.CV_32S)
+        ours = label_instances(probs, cfg)
+        ref = reference_watershed(probs, cfg, seeds)
+        full = reference_full(probs, cfg)
+        r = max(3, args.repeat // 4)
+        row = {
+            "case": name, "h": gt.shape[0], "w": gt.shape[1], "nuclei": int(len(np.unique(gt)) - 1),
+            "edgeseg_ms": time_ms(lambda: label_instances(probs, cfg), args.repeat),
+            "skimage_ws_ms": time_ms(lambda: reference_watershed(probs, cfg, seeds), r),
+            "skimage_job_ms": time_ms(lambda: reference_job(probs, cfg), r),
+            "skimage_full_ms": time_ms(lambda: reference_full(probs, cfg), r),
+            "edgeseg_score": dsb_score(gt, ours),
+            "skimage_ws_score": dsb_score(gt, ref),
+            "skimage_full_score": dsb_score(gt, full),
+        }
+        row["speedup_ws"] = row["skimage_ws_ms"] / row["edgeseg_ms"]
+        row["speedup_job"] = row["skimage_job_ms"] / row["edgeseg_ms"]
+        row["speedup_full"] = row["skimage_full_ms"] / row["edgeseg_ms"]
+        rows.append(row)
+        print(f"{name}: {row['edgeseg_ms']:.2f} ms vs {row['skimage_ws_ms']:.2f} ms", flush=True)
+    real = [r for r in rows if r["case"].startswith("real")]
+    summary = {
+        "real_1024_edgeseg_ms_median": float(np.median([r["edgeseg_ms"] for r in real])),
+        "real_1024_edgeseg_ms_max": float(np.max([r["edgeseg_ms"] for r in real])),
+        "real_1024_speedup_ws_min": float(np.min([r["speedup_ws"] for r in real])),
+        "real_1024_speedup_job_min": float(np.min([r["speedup_job"] for r in real])),
+        "real_1024_speedup_full_min": float(np.min([r["speedup_full"] for r in real])),
+        "mosaic_edgeseg_ms": rows[-1]["edgeseg_ms"],
+        "mosaic_speedup_ws": rows[-1]["speedup_ws"],
+        "mosaic_speedup_job": rows[-1]["speedup_job"],
+        "mean_score_edgeseg": float(np.mean([r["edgeseg_score"] for r in rows])),
+        "mean_score_skimage_ws": float(np.mean([r["skimage_ws_score"] for r in rows])),
+    }
+    print()
+    print(table(rows, ["case", "nuclei", "edgeseg_ms", "skimage_ws_ms", "skimage_job_ms", "skimage_full_ms",
+                       "speedup_ws", "speedup_job", "speedup_full", "edgeseg_score", "skimage_ws_score", "skimage_full_score"]))
+    print()
+    for k, v in summary.items():
+        print(f"{k}: {v:.4g}")
+    write_json(args.json, {"benchmark": "postprocess", "config": cfg.to_dict(), "smooth": args.smooth,
+                           "machine": machine(), "rows": rows, "summary": summary})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""INT8 calibration producing explicit Q/DQ ONNX models (``edgeseg.calibration``)."""

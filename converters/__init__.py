@@ -1,0 +1,1 @@
+"""Converters: ONNX export, FP16 conversion and TensorRT engine building (``edgeseg.converters``)."""

@@ -1,0 +1,354 @@
+"""Class probabilities -> nucleus instances, by seeded growth inside the foreground.
+
+The network predicts, per pixel, P(background), P(body) and P(border) (:mod:`edgeseg.targets`).
+:func:`label_instances` turns that into an instance label image:
+
+1. **foreground** = ``1 - P(background) > fg_threshold``; holes in it (background pixels
+   enclosed by foreground) are filled;
+2. **seeds** = 8-connected components of ``P(body) > seed_threshold`` inside the foreground
+   (touching nuclei are separated by the border class, so their bodies are separate seeds);
+3. **growth**: the seeds grow into the rest of the foreground one pixel ring at a time (3x3
+   dilation of the label image, never overwriting a pixel already taken), which is a geodesic
+   Voronoi partition of the foreground between seeds: each border pixel goes to the nearest seed
+   within the foreground. This is what a seeded watershed does on a thin border zone, at a
+   fraction of its cost, because every step is one vectorised OpenCV call;
+4. foreground left without a seed (faint nuclei whose body never passed ``seed_threshold``)
+   becomes instances of its own, by connected components;
+5. instances smaller than ``min_size`` pixels are removed; ids are renumbered 1..N.
+
+:func:`instance_table` measures the instances (id, area, bbox, centroid, mean score).
+All parameters live in :class:`PostprocessConfig`, whose values a model artifact carries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["PostprocessConfig", "InstanceTable", "label_instances", "instance_table"]
+
+log = logging.getLogger(__name__)
+
+_K3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Thresholds of the instance post-processing (a trained model carries tuned values).
+
+    Attributes:
+        seed_threshold: P(body) above which a pixel can seed a nucleus.
+        fg_threshold: 1 - P(background) above which a pixel belongs to some nucleus.
+        min_size: instances with fewer pixels are removed.
+        fill_holes: fill background holes enclosed by the foreground before growing.
+        max_grow: at most this many 1-px growth steps; foreground still unreached after that is
+            split off as instances of its own (0 disables growth).
+    """
+
+    seed_threshold: float = 0.5
+    fg_threshold: float = 0.5
+    min_size: int = 4
+    fill_holes: bool = True
+    max_grow: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("seed_threshold", "fg_threshold"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v < 1.0:
+                raise InputError(f"PostprocessConfig.{name} must be a number in [0, 1), got {v!r}")
+        for name in ("min_size", "max_grow"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise InputError(f"PostprocessConfig.{name} must be an integer >= 0, got {v!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PostprocessConfig":
+        valid = {f.name for f in fields(cls)}
+        unknown = set(d) - valid
+        if unknown:
+            raise InputError(
+                f"unknown PostprocessConfig keys {sorted(unknown)}; valid keys are {sorted(valid)}"
+            )
+        return cls(**dict(d))
+
+    def with_overrides(self, **overrides: Any) -> "PostprocessConfig":
+        """A copy with some fields replaced; unknown names raise an InputError listing valid ones."""
+        if not overrides:
+            return self
+        valid = {f.name for f in fields(self)}
+        unknown = set(overrides) - valid
+        if unknown:
+            raise InputError(
+                f"unknown post-processing parameters {sorted(unknown)}; valid ones are {sorted(valid)}"
+            )
+        return replace(self, **overrides)
+
+
+def _check_probs(probs: Any) -> np.ndarray:
+    if not isinstance(probs, np.ndarray):
+        raise InputError(f"probs must be a numpy array (C x H x W), got {type(probs).__name__}")
+    if probs.ndim != 3:
+        hint = " (a batch? pass one image's C x H x W at a time)" if probs.ndim == 4 else ""
+        raise InputError(
+            f"probs must be a 3-D array of class probabilities C x H x W, got shape {probs.shape}{hint}"
+        )
+    if probs.shape[0] != 3:
+        raise InputError(
+            f"probs must hold 3 classes (background, body, border) on axis 0, got shape {probs.shape}; "
+            "channels-last arrays need probs.transpose(2, 0, 1)"
+        )
+    if probs.shape[1] == 0 or probs.shape[2] == 0:
+        raise InputError(f"probs is empty (shape {probs.shape}); expected H, W >= 1")
+    if not np.issubdtype(probs.dtype, np.floating):
+        raise InputError(f"probs must be a float array of probabilities in [0, 1], got {probs.dtype}")
+    if probs.dtype != np.float32:
+        probs = probs.astype(np.float32)
+    planes = probs.reshape(-1, probs.shape[2])  # a 2-D view for OpenCV (copy if not contiguous)
+    total = cv2.sumElems(planes)[0]
+    if not np.isfinite(total):
+        bad = int(np.count_nonzero(~np.isfinite(probs)))
+        raise InputError(
+            f"probs contains {bad} NaN or infinite values; expected finite probabilities in [0, 1] "
+            "(check the model output and the input image for NaN/inf)"
+        )
+    lo, hi, _, _ = cv2.minMaxLoc(probs[0])  # logits fall outside [0, 1] in every plane
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise InputError(
+            f"probs must be probabilities in [0, 1], got values from {lo:.4g} to {hi:.4g}; "
+            "if these are logits, apply a softmax over axis 0 first"
+        )
+    return probs
+
+
+def _compare(a: np.ndarray, value: float, op: int) -> np.ndarray:
+    """cv2.compare against a scalar, as uint8 0/255 (OpenCV reads a 1x1 array as a scalar)."""
+    if a.size == 1:
+        ops = {cv2.CMP_LT: np.less, cv2.CMP_GT: np.greater, cv2.CMP_EQ: np.equal}
+        return (ops[op](a, value) * 255).astype(np.uint8)
+    return cv2.compare(a, value, op)
+
+
+def _fill_holes(fg: np.ndarray) -> np.ndarray:
+    """Foreground mask (uint8 0/255) with enclosed background holes filled."""
+    h, w = fg.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = fg
+    mask = np.zeros((h + 4, w + 4), np.uint8)
+    # Flood the background that is connected (4-connectivity) to the outside with 255 ...
+    cv2.floodFill(padded, mask, (0, 0), 255, flags=4)
+    # ... so pixels still 0 are holes: fg | holes == fg | ~outside_background.
+    holes = _compare(padded[1:-1, 1:-1], 0, cv2.CMP_EQ)
+    return cv2.bitwise_or(fg, holes)
+
+
+# Below this fraction of the image, growth gathers the neighbours of the pixels still to do
+# (sparse); above it, whole-image dilations are cheaper (dense).
+_SPARSE_FRACTION = 0.02
+
+
+def _grow(labels: np.ndarray, todo: np.ndarray, max_grow: int) -> int:
+    """Grow ``labels`` into the non-zero pixels of ``todo`` (both updated in place).
+
+    One step gives every pixel still to do the largest label among its 8 neighbours, all
+    pixels of a step at once (so zones between two seeds split down the middle); a pixel once
+    taken never changes. Dense steps (3x3 dilation of the whole label image) run while many
+    pixels are left; the last steps, typically a handful of pixels far from their seed, gather
+    just those pixels' neighbours. Returns the number of steps done; what is left in ``todo``
+    was unreachable from any seed.
+    """
+    remaining = cv2.countNonZero(todo)
+    steps = 0
+    limit = _SPARSE_FRACTION * todo.size
+    while remaining > limit and steps < max_grow:
+        grown = cv2.dilate(labels, _K3)
+        cv2.copyTo(grown, todo, labels)
+        cv2.bitwise_and(todo, _compare(labels, 0, cv2.CMP_EQ), dst=todo)
+        steps += 1
+        left = cv2.countNonZero(todo)
+        if left == remaining:  # nothing reachable is left: the rest has no seed
+            return steps
+        remaining = left
+    if remaining and steps < max_grow:
+        steps += _grow_sparse(labels, todo, max_grow - steps)
+    return steps
+
+
+def _flat_nonzero(mask: np.ndarray) -> np.ndarray:
+    """np.flatnonzero for a sparse contiguous uint8 mask, ~7x faster: scan 8 bytes at a time."""
+    flat = mask.reshape(-1)
+    n8 = flat.size // 8 * 8
+    words = np.flatnonzero(flat[:n8].view(np.uint64))
+    candidates = (words[:, None] * 8 + np.arange(8)).reshape(-1)
+    idx = candidates[flat[candidates] != 0]
+    if n8 < flat.size:
+        idx = np.concatenate([idx, n8 + np.flatnonzero(flat[n8:])])
+    return idx
+
+
+def _grow_sparse(labels: np.ndarray, todo: np.ndarray, max_grow: int) -> int:
+    h, w = labels.shape
+    idx = _flat_nonzero(todo)
+    y, x = np.divmod(idx, w)
+    # Flat indices of the 8 neighbours, clipped at the image edge (a clipped index lands on the
+    # pixel itself or on another true neighbour, so the maximum is unchanged).
+    cols = [np.clip(x + dx, 0, w - 1) for dx in (-1, 0, 1)]
+    rows = [np.clip(y + dy, 0, h - 1) * w for dy in (-1, 0, 1)]
+    nbrs = np.stack([r + c for r in rows for c in cols], axis=1)
+    flat = labels.reshape(-1)
+    steps = 0
+    while idx.size and steps < max_grow:
+        best = flat[nbrs].max(axis=1)
+        hit = best > 0
+        if not hit.any():
+            break
+        flat[idx[hit]] = best[hit]
+        idx, nbrs = idx[~hit], nbrs[~hit]
+        steps += 1
+    todo[...] = 0
+    todo.reshape(-1)[idx] = 255
+    return steps
+
+
+def _label_dtype(n: int) -> type:
+    # cv2.dilate is exact on uint16 and, for up to 2**24 labels, on float32.
+    if n < np.iinfo(np.uint16).max:
+        return np.uint16
+    if n < 2**24:
+        return np.float32
+    raise InputError(f"{n} seeds in one image is more than edgeseg supports (2**24)")
+
+
+def label_instances(
+    probs: np.ndarray, cfg: PostprocessConfig | None = None, **overrides: Any
+) -> np.ndarray:
+    """Instance labels from class probabilities.
+
+    Args:
+        probs: 3 x H x W float array, P(background), P(body), P(border) per pixel (a softmax
+            output; float16/float64 are converted to float32).
+        cfg: thresholds (default :class:`PostprocessConfig`); ``**overrides`` replace fields.
+
+    Returns:
+        H x W int32 label image: 0 background, 1..N nuclei.
+    """
+    cfg = (cfg or PostprocessConfig()).with_overrides(**overrides)
+    probs = _check_probs(probs)
+    bg, body = probs[0], probs[1]
+    fg = _compare(bg, 1.0 - cfg.fg_threshold, cv2.CMP_LT)
+    if cfg.fill_holes:
+        fg = _fill_holes(fg)
+    seeds = cv2.bitwise_and(_compare(body, cfg.seed_threshold, cv2.CMP_GT), fg)
+    n, seed_labels = cv2.connectedComponents(seeds, connectivity=8, ltype=cv2.CV_32S)
+    labels = seed_labels.astype(_label_dtype(n))
+    todo = cv2.bitwise_and(fg, cv2.bitwise_not(seeds))
+    _grow(labels, todo, cfg.max_grow)
+    if cv2.countNonZero(todo):
+        # Foreground no seed reached: each connected piece is an instance of its own.
+        m, rest = cv2.connectedComponents(todo, connectivity=8, ltype=cv2.CV_32S)
+        if m > 1:
+            labels = labels.astype(_label_dtype(n + m), copy=False)
+            shifted = cv2.add(rest, (n - 1, 0, 0, 0)).astype(labels.dtype)
+            cv2.copyTo(shifted, todo, labels)
+            n += m - 1
+    return _renumber(labels, n, cfg.min_size)
+
+
+def _renumber(labels: np.ndarray, n: int, min_size: int) -> np.ndarray:
+    """int32 labels with instances under ``min_size`` px removed and ids made consecutive."""
+    if n <= 1:
+        return np.zeros(labels.shape, np.int32)
+    if labels.dtype == np.uint16:
+        areas = cv2.calcHist([labels], [0], None, [n], [0, n]).ravel()
+    else:
+        areas = np.bincount(labels.ravel().astype(np.int64), minlength=n).astype(np.float64)
+    keep = areas >= max(min_size, 1)
+    keep[0] = False
+    if keep[1:].all():
+        return labels.astype(np.int32)
+    lut = np.zeros(n, np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    index = labels if labels.dtype == np.uint16 else labels.astype(np.intp)
+    return np.take(lut, index)
+
+
+@dataclass(frozen=True)
+class InstanceTable:
+    """Per-instance measurements, one row per nucleus, as columns (numpy arrays of length N).
+
+    ``bbox`` rows are (y0, x0, y1, x1) with y1/x1 exclusive; ``centroid`` rows are (y, x);
+    ``score`` is the mean foreground probability (1 - P(background)) over the instance, or NaN
+    when no probabilities were given; ``intensity`` the mean image intensity (NaN without image).
+    """
+
+    id: np.ndarray
+    area: np.ndarray
+    bbox: np.ndarray
+    centroid: np.ndarray
+    score: np.ndarray
+    intensity: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.id.shape[0])
+
+    COLUMNS = ("id", "area", "y0", "x0", "y1", "x1", "centroid_y", "centroid_x", "score", "intensity")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per instance with plain Python numbers (for CSV/JSON)."""
+        out = []
+        for i in range(len(self)):
+            y0, x0, y1, x1 = (int(v) for v in self.bbox[i])
+            out.append({
+                "id": int(self.id[i]), "area": int(self.area[i]),
+                "y0": y0, "x0": x0, "y1": y1, "x1": x1,
+                "centroid_y": float(self.centroid[i, 0]), "centroid_x": float(self.centroid[i, 1]),
+                "score": float(self.score[i]), "intensity": float(self.intensity[i]),
+            })
+        return out
+
+
+def instance_table(
+    labels: np.ndarray, probs: np.ndarray | None = None, image: np.ndarray | None = None
+) -> InstanceTable:
+    """Measure every instance of ``labels`` (H x W int) in one pass over the foreground pixels."""
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        got = f"{labels.dtype} array of shape {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise InputError(f"labels must be a 2-D integer array (H x W), got {got}")
+    for name, arr, shape in (("probs", probs, (3, *labels.shape)), ("image", image, labels.shape)):
+        if arr is not None and (not isinstance(arr, np.ndarray) or arr.shape != shape):
+            got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise InputError(f"{name} must have shape {shape} to match labels, got {got}")
+    ys, xs = np.nonzero(labels)
+    ids_all = labels[ys, xs].astype(np.int64)
+    if ids_all.size and ids_all.min() < 0:
+        raise InputError(f"labels must be >= 0, got a minimum of {int(ids_all.min())}")
+    ids, inv = np.unique(ids_all, return_inverse=True)
+    n = ids.size
+    area = np.bincount(inv, minlength=n).astype(np.int64)
+    safe = np.maximum(area, 1)
+    cy = np.bincount(inv, weights=ys, minlength=n) / safe
+    cx = np.bincount(inv, weights=xs, minlength=n) / safe
+    bbox = np.empty((n, 4), np.int64)
+    for col, coords, fn, init in ((0, ys, np.minimum, np.iinfo(np.int64).max), (1, xs, np.minimum, np.iinfo(np.int64).max),
+                                  (2, ys, np.maximum, -1), (3, xs, np.maximum, -1)):
+        bbox[:, col] = init
+        fn.at(bbox[:, col], inv, coords)
+    bbox[:, 2:] += 1
+    score = np.full(n, np.nan)
+    if probs is not None:
+        score = np.bincount(inv, weights=1.0 - probs[0][ys, xs].astype(np.float64), minlength=n) / safe
+    intensity = np.full(n, np.nan)
+    if image is not None:
+        intensity = np.bincount(inv, weights=image[ys, xs].astype(np.float64), minlength=n) / safe
+    return InstanceTable(
+        id=ids.astype(np.int64), area=area, bbox=bbox,
+        centroid=np.stack([cy, cx], axis=1) if n else np.zeros((0, 2)), score=score, intensity=intensity,
+    )

@@ -1,0 +1,46 @@
+"""Shared test fixtures: where the real DSB2018 data is, and small real samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DSB_ROOT = REPO.parent / "shared" / "data" / "dsb2018"
+STAGE1_TRAIN = DSB_ROOT / "stage1_train"
+KAGGLE_SAMPLE = DSB_ROOT / "kaggle_layout_sample"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _require(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.skip(
+            f"DSB2018 data not found at {path}: these tests read the real data set from "
+            "../shared/data/dsb2018 beside the repository"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def stage1_train() -> Path:
+    return _require(STAGE1_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def kaggle_sample() -> Path:
+    return _require(KAGGLE_SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def manifest(stage1_train: Path) -> list[dict]:
+    return json.loads((stage1_train / "manifest.json").read_text())
+
+
+def subset_ids(manifest: list[dict], n: int, seed: int = 0) -> list[str]:
+    """A fixed, seeded subset of image ids (the same on every machine)."""
+    ids = sorted(m["id"] for m in manifest)
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())

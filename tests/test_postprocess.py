@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import subset_ids
+
+from edgeseg.data import read_labels
+from edgeseg.errors import InputError
+from edgeseg.metrics import dsb_score
+from edgeseg.postprocess import PostprocessConfig, instance_table, label_instances
+from edgeseg.targets import encode, one_hot
+
+
+def disc_labels(h=64, w=64, centres=((20, 20, 8), (20, 36, 8), (45, 45, 6))) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    lab = np.zeros((h, w), np.int32)
+    for i, (cy, cx, r) in enumerate(centres, 1):
+        lab[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (lab == 0)] = i
+    return lab
+
+
+def test_recovers_touching_discs_from_one_hot():
+    gt = disc_labels()
+    pred = label_instances(one_hot(encode(gt)))
+    assert pred.dtype == np.int32 and pred.shape == gt.shape
+    assert pred.max() == 3
+    assert dsb_score(gt, pred) == 1.0
+
+
+def test_soft_probabilities_still_separate():
+    gt = disc_labels()
+    pred = label_instances(one_hot(encode(gt, None), smooth=1.0))
+    assert pred.max() == 3 and dsb_score(gt, pred) > 0.6
+
+
+def test_ids_are_consecutive_and_small_objects_removed():
+    gt = disc_labels(centres=((10, 10, 5), (40, 40, 1)))  # a 5-px object
+    p = one_hot(encode(gt))
+    assert label_instances(p, min_size=0).max() == 2
+    pred = label_instances(p, min_size=10)
+    assert pred.max() == 1 and set(np.unique(pred)) == {0, 1}
+
+
+def test_foreground_without_seed_becomes_its_own_instance():
+    p = np.zeros((3, 20, 20), np.float32)
+    p[0] = 1.0
+    p[:, 5:12, 5:12] = np.array([0.2, 0.3, 0.5], np.float32)[:, None, None]  # fg, no body > 0.5
+    pred = label_instances(p)
+    assert pred.max() == 1 and (pred[5:12, 5:12] == 1).all()
+
+
+def test_holes_are_filled_or_kept():
+    gt = np.zeros((20, 20), np.int32)
+    gt[3:15, 3:15] = 1
+    p = one_hot(encode(gt))
+    p[:, 8, 8] = [1.0, 0.0, 0.0]  # a one-pixel hole
+    assert label_instances(p)[8, 8] == 1
+    assert label_instances(p, fill_holes=False)[8, 8] == 0
+
+
+def test_max_grow_limits_growth():
+    p = np.zeros((3, 5, 40), np.float32)
+    p[0] = 1.0
+    p[:, :, 0:30] = np.array([0.0, 0.0, 1.0], np.float32)[:, None, None]
+    p[:, :, 0:3] = np.array([0.0, 1.0, 0.0], np.float32)[:, None, None]
+    assert (label_instances(p)[:, :30] == 1).all()
+    short = label_instances(p, max_grow=5, min_size=0)
+    assert short.max() == 2  # the unreached rest is split off
+
+
+def test_dense_and_sparse_growth_agree(monkeypatch):
+    from edgeseg import postprocess
+
+    gt = disc_labels(128, 128, tuple((y, x, 9) for y in range(12, 128, 18) for x in range(12, 128, 18)))
+    p = one_hot(encode(gt), smooth=1.5)
+    sparse = label_instances(p)
+    monkeypatch.setattr(postprocess, "_SPARSE_FRACTION", 0.0)
+    dense = label_instances(p)
+    monkeypatch.setattr(postprocess, "_SPARSE_FRACTION", 1.0)
+    all_sparse = label_instances(p)
+    np.testing.assert_array_equal(sparse, dense)
+    np.testing.assert_array_equal(sparse, all_sparse)
+
+
+def test_image_edges_and_odd_sizes():
+    for h, w in [(1, 1), (1, 9), (7, 1), (13, 17)]:
+        gt = np.zeros((h, w), np.int32)
+        gt[: max(1, h // 2), : max(1, w // 2)] = 1
+        pred = label_instances(one_hot(encode(gt)), min_size=0)
+        assert dsb_score(gt, pred) == 1.0
+
+
+def test_float16_and_float64_accepted():
+    p = one_hot(encode(disc_labels()))
+    for dt in (np.float16, np.float64):
+        np.testing.assert_array_equal(label_instances(p.astype(dt)), label_instances(p))
+
+
+def test_noncontiguous_input():
+    p = one_hot(encode(disc_labels()))
+    view = np.ascontiguousarray(p.transpose(0, 2, 1)).transpose(0, 2, 1)
+    np.testing.assert_array_equal(label_instances(view), label_instances(p))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.full((3, 4, 4), np.nan, np.float32), "NaN"),
+        (np.full((3, 4, 4), np.inf, np.float32), "NaN or infinite"),
+        (np.zeros((1, 3, 4, 4), np.float32), "one image"),
+        (np.zeros((2, 4, 4), np.float32), "3 classes"),
+        (np.zeros((4, 4, 3), np.float32), "transpose"),
+        (np.zeros((3, 0, 4), np.float32), "empty"),
+        (np.zeros((3, 4, 4), np.int32), "float"),
+        (np.full((3, 4, 4), 5.0, np.float32), "softmax"),
+        ([[0.5]], "numpy array"),
+    ],
+)
+def test_bad_probabilities(bad, match):
+    with pytest.raises(InputError, match=match):
+        label_instances(bad)
+
+
+def test_bad_overrides_and_config():
+    p = one_hot(encode(disc_labels()))
+    with pytest.raises(InputError, match="valid ones"):
+        label_instances(p, seed_treshold=0.3)
+    with pytest.raises(InputError, match="seed_threshold"):
+        PostprocessConfig(seed_threshold=1.5)
+    cfg = PostprocessConfig(seed_threshold=0.7, min_size=10)
+    assert PostprocessConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_instance_table():
+    gt = disc_labels()
+    p = one_hot(encode(gt))
+    image = np.arange(gt.size, dtype=np.float32).reshape(gt.shape)
+    t = instance_table(gt, p, image)
+    assert len(t) == 3 and list(t.id) == [1, 2, 3]
+    for i, k in enumerate(t.id):
+        ys, xs = np.nonzero(gt == k)
+        assert t.area[i] == ys.size
+        assert tuple(t.bbox[i]) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+        np.testing.assert_allclose(t.centroid[i], (ys.mean(), xs.mean()))
+        np.testing.assert_allclose(t.intensity[i], image[gt == k].mean(), rtol=1e-6)
+        np.testing.assert_allclose(t.score[i], 1.0)
+    rows = t.rows()
+    assert rows[0]["id"] == 1 and set(rows[0]) == set(t.COLUMNS)
+    empty = instance_table(np.zeros((4, 4), np.int32))
+    assert len(empty) == 0 and empty.rows() == []
+    with pytest.raises(InputError, match="match labels"):
+        instance_table(gt, p[:, :5])
+
+
+def test_encoding_oracle_on_real_subset(stage1_train, manifest):
+    """GT -> encode -> one-hot -> label_instances recovers the nuclei (the model's ceiling)."""
+    scores = []
+    for i in subset_ids(manifest, 40, seed=1):
+        gt = read_labels(stage1_train / "labels" / f"{i}.png")
+        scores.append(dsb_score(gt, label_instances(one_hot(encode(gt)))))
+    mean, p10 = float(np.mean(scores)), float(np.percentile(scores, 10))
+    print(f"oracle on 40 real images: mean {mean:.4f}, p10 {p10:.4f}")
+    assert mean >= 0.98, f"encoding oracle mean {mean:.4f} < 0.98 (p10 {p10:.4f})"
+    assert p10 >= 0.95, f"encoding oracle 10th percentile {p10:.4f} < 0.95"
