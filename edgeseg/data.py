@@ -1,7 +1,6 @@
 """Reading microscopy images and labels, image kinds, normalisation and dataset splits.
 
-Images are read with OpenCV (``tifffile`` is only a lazy fallback for TIFFs OpenCV cannot
-decode). Colour arrays are always returned in **RGB** order. Two dataset layouts are read:
+Reading files lives in :mod:`edgeseg.imageio` (re-exported here). Two dataset layouts are read:
 
 * layout A, "label images": ``root/images/<id>.<png|tif|tiff|jpg|jpeg>`` and optionally
   ``root/labels/<id>.<png|tif|tiff>`` (integer label image, 0 = background);
@@ -15,19 +14,18 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import json
 import logging
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from ._atomic import atomic_write_json
 from .errors import DataError, InputError
+from .imageio import PathLike, read_image, read_image_raw, read_labels, to_grey
 
 __all__ = [
     "IMAGE_KINDS", "read_image_raw", "to_grey", "read_image", "read_labels", "image_kind",
@@ -37,7 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PathLike = Union[str, Path]
 IMAGE_KINDS = ("fluorescence", "brightfield", "stained")
 IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 LABEL_EXTS = (".png", ".tif", ".tiff")
@@ -49,161 +46,6 @@ _LAYOUTS = (
 _COLOUR_THRESHOLD = 0.02  # mean abs channel difference, as a fraction of the data range
 _KIND_Q = (1.0, 50.0, 99.8)  # percentiles of the background decision (low, median, high)
 _SUBSAMPLE_TARGET = 1 << 16  # about this many pixels are used for percentiles
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def _truncated(buf: bytes) -> bool:
-    """True for a PNG without its IEND chunk or a JPEG without an end marker after its scan."""
-    if buf[:8] == b"\x89PNG\r\n\x1a\n":
-        return buf.rfind(b"IEND") < 0
-    if buf[:2] == b"\xff\xd8":
-        return buf.rfind(b"\xff\xd9") < buf.rfind(b"\xff\xda")
-    return False
-
-
-def _stack_error(path: Path, what: str) -> DataError:
-    return DataError(
-        f"{path} is {what}; edgeseg segments 2-D images (HxW grey or HxWx3 RGB). "
-        "Save one plane as its own file, e.g. "
-        "tifffile.imwrite('plane.tif', tifffile.imread(path, key=0)), or pass a 2-D array."
-    )
-
-
-def _decode_tiff_fallback(buf: bytes, path: Path) -> np.ndarray:
-    """Decode a TIFF OpenCV could not read with tifffile (optional, imported lazily)."""
-    try:
-        import tifffile
-    except ImportError:
-        raise DataError(f"OpenCV could not decode the TIFF file {path}; expected a 2-D grey or "
-                        "RGB TIFF. `pip install tifffile` reads more variants.") from None
-    try:
-        with tifffile.TiffFile(io.BytesIO(buf)) as tif:
-            n_pages = len(tif.pages)
-            arr = tif.asarray() if n_pages == 1 else None
-    except Exception as exc:  # tifffile raises many exception types on corrupt files
-        raise DataError(f"could not read the TIFF file {path} ({exc}); expected a valid 2-D "
-                        "TIFF image. It may be corrupted or truncated: re-export it.") from None
-    if arr is None:
-        raise _stack_error(path, f"a multi-page TIFF ({n_pages} pages)")
-    return np.asarray(arr)
-
-
-def read_image_raw(path: PathLike) -> np.ndarray:
-    """Read an image as stored: HxW (grey) or HxWx3 (RGB order, alpha dropped).
-
-    PNG, TIFF and JPEG (8/16-bit, float TIFF) are supported; the dtype is preserved. Paths with
-    non-ASCII characters work (the bytes are read by numpy, decoded by OpenCV). JPEG EXIF
-    orientation is ignored (pixels as stored).
-
-    Raises:
-        DataError: missing, empty, corrupted or truncated file; unsupported channel count;
-            multi-page TIFF or other 3-D stack.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"image file not found: {path}; expected an existing PNG/TIFF/JPEG "
-                        "file. Check the path and the working directory.")
-    if path.is_dir():
-        raise DataError(f"{path} is a folder; expected an image file "
-                        "(use edgeseg.data.load_dataset for a dataset folder).")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}; expected a readable image file. "
-                        "Check the file permissions.") from None
-    if data.size == 0:
-        raise DataError(f"{path} is empty (0 bytes); expected a PNG/TIFF/JPEG image. "
-                        "The file was probably not written completely: re-export it.")
-    buf = data.tobytes()
-    if _truncated(buf):
-        raise DataError(f"{path} is truncated (the end of the file is missing); expected a "
-                        "complete PNG/JPEG file. Copy or re-export the file again.")
-    rgb_order = False  # OpenCV returns BGR; tifffile returns RGB
-    if buf[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF / BigTIFF
-        ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
-        if ok and len(pages) > 1:
-            raise _stack_error(path, f"a multi-page TIFF ({len(pages)} pages)")
-        if ok and len(pages) == 1 and pages[0] is not None:
-            arr = pages[0]
-        else:
-            arr, rgb_order = _decode_tiff_fallback(buf, path), True
-    else:
-        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise DataError(f"could not decode {path} ({len(buf)} bytes); expected a PNG, TIFF "
-                            "or JPEG image. It is corrupted, truncated or not an image.")
-    if arr.size == 0 or arr.ndim < 2 or 0 in arr.shape[:2]:
-        raise DataError(f"{path} holds an empty image (shape {arr.shape}); expected an image "
-                        "with at least one pixel.")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = arr[:, :, :3] if rgb_order else arr[:, :, 2::-1]
-    elif arr.ndim != 2:
-        raise _stack_error(path, f"an array of shape {arr.shape} (expected 1, 3 or 4 channels)")
-    return np.ascontiguousarray(arr)
-
-
-def to_grey(arr: np.ndarray) -> np.ndarray:
-    """Convert HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) to float32 HxW on the raw scale.
-
-    Colour becomes luminance ``0.299 R + 0.587 G + 0.114 B``; alpha is dropped. No rescaling;
-    NaN/inf pass through. Bool becomes 0/1.
-
-    Raises:
-        InputError: not a real-valued 2-D image (complex/object dtype, other shapes).
-    """
-    arr = np.asarray(arr)
-    if arr.dtype.kind not in "buif":
-        raise InputError(f"expected a real-valued image (bool/int/float), got dtype {arr.dtype}; "
-                         "convert it, e.g. np.abs(x) for complex data.")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 2:
-        out = np.ascontiguousarray(arr, dtype=np.float32)
-    elif arr.ndim == 3 and arr.shape[2] in (3, 4):
-        code = cv2.COLOR_RGB2GRAY if arr.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
-        out = cv2.cvtColor(np.ascontiguousarray(arr, dtype=np.float32), code)
-    else:
-        raise InputError(f"expected an image of shape HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA), "
-                         f"got {arr.shape}; for channels-first data use np.moveaxis(x, 0, -1), "
-                         "for a stack pass one 2-D plane.")
-    if out.size == 0:
-        raise InputError(f"expected a non-empty image, got shape {arr.shape}.")
-    return out
-
-
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image as float32 HxW grey on its raw intensity scale (see :func:`to_grey`)."""
-    return to_grey(read_image_raw(path))
-
-
-def read_labels(path: PathLike) -> np.ndarray:
-    """Read a label image (0 = background, 1..N = objects) as int32 HxW.
-
-    Accepts single-channel integer PNG/TIFF (uint8/uint16/uint32/int32...). An RGB image whose
-    channels are all equal is accepted as grey.
-
-    Raises:
-        DataError: colour or float labels, negative ids, ids above the int32 range.
-    """
-    path = Path(path)
-    raw = read_image_raw(path)
-    if raw.ndim == 3:
-        if not (raw == raw[..., :1]).all():
-            raise DataError(f"{path} is a colour image; labels must be single-channel integer "
-                            "images (0 = background, 1..N = objects). Save the ids as a grey "
-                            "16-bit PNG or integer TIFF (palette PNGs decode to colours).")
-        raw = raw[..., 0]
-    if raw.dtype.kind not in "bui":
-        raise DataError(f"{path} holds {raw.dtype} values; labels must be single-channel integer "
-                        "images. Save them as uint16 PNG or int32/uint16 TIFF.")
-    if raw.size and (raw.min() < 0 or raw.max() > np.iinfo(np.int32).max):
-        raise DataError(f"{path} holds label ids from {raw.min()} to {raw.max()}; expected ids "
-                        "in 0..2147483647 (0 = background). Relabel the objects.")
-    return np.ascontiguousarray(raw, dtype=np.int32)
 
 
 # ----------------------------------------------------------------------------- kinds

@@ -138,16 +138,21 @@ def _compare(a: np.ndarray, value: float, op: int) -> np.ndarray:
 
 
 def _fill_holes(fg: np.ndarray) -> np.ndarray:
-    """Foreground mask (uint8 0/255) with enclosed background holes filled."""
-    h, w = fg.shape
-    padded = np.zeros((h + 2, w + 2), np.uint8)
-    padded[1:-1, 1:-1] = fg
-    mask = np.zeros((h + 4, w + 4), np.uint8)
-    # Flood the background that is connected (4-connectivity) to the outside with 255 ...
-    cv2.floodFill(padded, mask, (0, 0), 255, flags=4)
-    # ... so pixels still 0 are holes: fg | holes == fg | ~outside_background.
-    holes = _compare(padded[1:-1, 1:-1], 0, cv2.CMP_EQ)
-    return cv2.bitwise_or(fg, holes)
+    """Foreground mask (uint8 0/255) with enclosed background holes filled.
+
+    The holes are the inner contours of a two-level contour tree (8-connected foreground,
+    4-connected background): tracing contours costs a fraction of a flood fill of the whole
+    background. Tests check it against the flood-fill definition on random masks.
+    """
+    contours, hierarchy = cv2.findContours(fg, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return fg
+    holes = [c for c, h in zip(contours, hierarchy[0]) if h[3] >= 0]
+    if not holes:
+        return fg
+    filled = fg.copy()
+    cv2.drawContours(filled, holes, -1, 255, thickness=cv2.FILLED)
+    return filled
 
 
 # Below this fraction of the image, growth gathers the neighbours of the pixels still to do

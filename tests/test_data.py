@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg import data
+from edgeseg import data, imageio
 from edgeseg.data import (
     IMAGE_KINDS,
     NormConfig,
@@ -220,7 +220,7 @@ def test_read_five_channel_tiff_is_rejected(tmp_path):
 
 def test_read_zero_size_decode_is_rejected(tmp_path, monkeypatch):
     p = write(tmp_path / "z.png", blobs())
-    monkeypatch.setattr(data.cv2, "imdecode", lambda *a: np.zeros((0, 5), np.uint8))
+    monkeypatch.setattr(imageio.cv2, "imdecode", lambda *a: np.zeros((0, 5), np.uint8))
     with pytest.raises(DataError, match="empty image") as ei:
         read_image_raw(p)
     assert str(p) in str(ei.value)

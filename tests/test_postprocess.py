@@ -162,3 +162,28 @@ def test_encoding_oracle_on_real_subset(stage1_train, manifest):
     print(f"oracle on 40 real images: mean {mean:.4f}, p10 {p10:.4f}")
     assert mean >= 0.98, f"encoding oracle mean {mean:.4f} < 0.98 (p10 {p10:.4f})"
     assert p10 >= 0.95, f"encoding oracle 10th percentile {p10:.4f} < 0.95"
+
+
+def _flood_fill_holes(fg: np.ndarray) -> np.ndarray:
+    """Reference definition: background not 4-connected to the outside is a hole."""
+    import cv2
+
+    h, w = fg.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = fg
+    cv2.floodFill(padded, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 255, flags=4)
+    return np.where(padded[1:-1, 1:-1] == 0, 255, fg).astype(np.uint8)
+
+
+def test_hole_filling_matches_flood_fill_definition():
+    import cv2
+
+    from edgeseg.postprocess import _fill_holes
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h, w = rng.integers(1, 40, 2)
+        m = (rng.random((h, w)) < rng.uniform(0.2, 0.8)).astype(np.uint8) * 255
+        if rng.random() < 0.5:
+            m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+        np.testing.assert_array_equal(_fill_holes(m), _flood_fill_holes(m))
