@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg import data, imageio
+from edgeseg import imageio
 from edgeseg.data import (
     IMAGE_KINDS,
     NormConfig,
