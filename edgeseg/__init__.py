@@ -36,6 +36,8 @@ _LAZY = {
     "instance_table": "edgeseg.postprocess",
     "PostprocessConfig": "edgeseg.postprocess",
     "dsb_score": "edgeseg.metrics",
+    "Segmenter": "edgeseg.segmenter",
+    "Result": "edgeseg.segmenter",
 }
 
 __all__ = [

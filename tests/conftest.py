@@ -44,3 +44,20 @@ def subset_ids(manifest: list[dict], n: int, seed: int = 0) -> list[str]:
     ids = sorted(m["id"] for m in manifest)
     rng = np.random.default_rng(seed)
     return sorted(rng.choice(ids, size=min(n, len(ids)), replace=False).tolist())
+
+
+@pytest.fixture(scope="session")
+def tiny_pt(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    from models import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_pt: Path) -> Path:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from edgeseg.converters.onnx_export import export_onnx
+
+    return export_onnx(tiny_pt, tiny_pt.with_suffix(".onnx"))

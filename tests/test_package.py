@@ -48,7 +48,14 @@ def test_core_pipeline_works_without_torch_or_onnx():
             main(["--version"])
         except SystemExit as e:
             assert e.code == 0
-        assert main(["demo", "-o", "/tmp/edgeseg-no-torch-demo"]) == 0
+        assert main(["demo", "--oracle", "-o", "/tmp/edgeseg-no-torch-demo"]) == 0
+        try:
+            edgeseg.Segmenter("default")
+        except edgeseg.BackendUnavailableError as e:
+            assert "pip install torch==2.13.0" in str(e) and ".onnx" in str(e)
+        else:
+            raise AssertionError("expected BackendUnavailableError without torch")
+        assert main(["demo", "-o", "/tmp/edgeseg-no-torch-demo"]) == 1
         """
     )
     r = run_py(code)

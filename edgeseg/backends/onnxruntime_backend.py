@@ -1,0 +1,107 @@
+"""ONNX Runtime backend: ``.onnx`` models (fp32, fp16 or INT8 Q/DQ) on CPU, CUDA or TensorRT EPs.
+
+Needs only ``onnxruntime`` (not torch, not onnx): the model's metadata is read through
+ONNX Runtime's own ``custom_metadata_map``. Execution providers are used as asked: if the one
+asked for cannot start, this raises instead of quietly running on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ModelError
+from ..modelinfo import METADATA_KEY, ModelInfo
+
+log = logging.getLogger(__name__)
+
+_CPU, _CUDA, _TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendUnavailableError(
+            "the onnxruntime backend needs ONNX Runtime, which is not installed; install it with "
+            "`pip install onnxruntime` (CPU) or `pip install onnxruntime-gpu` (CUDA)") from None
+    return onnxruntime
+
+
+def _providers(ort: Any, device: str, providers: Sequence[str] | None) -> list[str]:
+    available = ort.get_available_providers()
+    if providers:
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise BackendUnavailableError(
+                f"ONNX Runtime {ort.__version__} here offers {available}, not {missing}; install "
+                "onnxruntime-gpu (CUDA/TensorRT providers) on a machine with an NVIDIA GPU")
+        return list(providers)
+    if device == "cpu" or (device == "auto" and _CUDA not in available):
+        return [_CPU]
+    if _CUDA not in available:
+        raise BackendUnavailableError(
+            f"device 'cuda' was asked for but ONNX Runtime {ort.__version__} here offers only "
+            f"{available}; install onnxruntime-gpu on a machine with an NVIDIA GPU, or use device='cpu'")
+    return [_CUDA, _CPU]
+
+
+class OnnxRuntimeBackend:
+    """Runs an edgeseg ONNX model with ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: str | Path, device: str = "auto", providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        ort = _ort()
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"ONNX model not found: {path}; expected an .onnx file written by "
+                             "`edgeseg convert MODEL -o model.onnx`")
+        chosen = _providers(ort, device, providers)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        try:
+            self._sess = ort.InferenceSession(str(path), so, providers=chosen)
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{path} could not be loaded by ONNX Runtime ({first}); the file is "
+                             "truncated, corrupted or not an ONNX model: export it again") from None
+        active = self._sess.get_providers()
+        if chosen[0] not in active:
+            raise BackendUnavailableError(
+                f"ONNX Runtime could not start {chosen[0]} for {path} (active: {active}); check the "
+                "CUDA/cuDNN/TensorRT installation, or ask for device='cpu'")
+        meta = self._sess.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ModelError(f"{path} has no '{METADATA_KEY}' metadata: it was not exported by edgeseg. "
+                             "Export it with `edgeseg convert MODEL -o model.onnx`")
+        self.info = ModelInfo.from_json(meta[METADATA_KEY], f"the metadata of {path}")
+        self.precision = self.info.precision
+        self.device = "cpu" if chosen[0] == _CPU else "cuda"
+        self.providers = active
+        self.path = path
+        inputs, outputs = self._sess.get_inputs(), self._sess.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1 or inputs[0].type != "tensor(float)":
+            raise ModelError(f"{path} must have one float input and one output, got inputs "
+                             f"{[(i.name, i.type) for i in inputs]} and outputs {[o.name for o in outputs]}")
+        self._input, self._output = inputs[0].name, outputs[0].name
+        log.info("onnxruntime backend: %s (%s) on %s", path, self.precision, active)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        out = self._sess.run([self._output], {self._input: x})[0]  # thread-safe in ONNX Runtime
+        return np.asarray(out, dtype=np.float32)
+
+    def close(self) -> None:
+        self._sess = None
+
+
+def open(model: str | Path, device: str = "auto", **options: Any) -> OnnxRuntimeBackend:  # noqa: A001
+    return OnnxRuntimeBackend(model, device=device, **options)

@@ -1,0 +1,58 @@
+"""Helpers shared by the CLI commands (no heavy imports)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+
+def add_model_options(p: argparse.ArgumentParser, default: str | None = "default") -> None:
+    p.add_argument("--model", default=default,
+                   help="'default' (bundled), a .pt checkpoint, an .onnx model or an .engine (default: %(default)s)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+                   help="default: follows from the model file")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="never silently replaced: an unavailable device is an error (default: %(default)s)")
+    p.add_argument("--tile", type=int, default=1024, help="tile frames larger than this (px, default: %(default)s)")
+    p.add_argument("--seed-threshold", type=float, default=None, help="override the model's seed threshold")
+    p.add_argument("--fg-threshold", type=float, default=None, help="override the model's foreground threshold")
+    p.add_argument("--min-size", type=int, default=None, help="override the model's minimum instance size (px)")
+
+
+def make_segmenter(args: argparse.Namespace) -> Any:
+    from ..segmenter import Segmenter
+
+    overrides = {k: v for k, v in (("seed_threshold", args.seed_threshold), ("fg_threshold", args.fg_threshold),
+                                   ("min_size", args.min_size)) if v is not None}
+    return Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile, **overrides)
+
+
+def expand_images(items: Sequence[str]) -> list[Path]:
+    """Files as given; folders expanded to the images they hold (sorted)."""
+    from ..data import IMAGE_EXTS
+    from ..errors import DataError
+
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith("."))
+            if not found:
+                raise DataError(f"{p} holds no images; expected files ending in {', '.join(IMAGE_EXTS)}")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DataError(f"image not found: {p}; pass image files or folders of images")
+    return out
+
+
+def progress(iterable: Iterable[Any], enabled: bool, **kw: Any) -> Iterable[Any]:
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, **kw)

@@ -1,0 +1,67 @@
+"""``edgeseg eval``: Kaggle DSB2018 score, AP@0.5 and F1@0.5 of a model on a labelled dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_model_options, progress
+
+DESCRIPTION = "score a model on a labelled dataset (either layout): DSB2018 score, AP@0.5, F1@0.5"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help=DESCRIPTION, description=DESCRIPTION)
+    p.add_argument("--data", required=True, help="dataset folder (images/ + labels/, or Kaggle per-mask layout)")
+    p.add_argument("--subset", choices=("all", "val"), default="all",
+                   help="'val': only the model's validation images, as its model card lists them")
+    p.add_argument("--ids", default=None, help="a split.json (train/val id lists) or a text file of ids")
+    p.add_argument("--json", default=None, help="write the overall figures and per-image rows here")
+    add_model_options(p)
+    p.set_defaults(run=run)
+
+
+def _ids_from_file(path: str, subset: str) -> list[str]:
+    from pathlib import Path
+
+    from ..data import load_split
+    from ..errors import DataError
+
+    p = Path(path)
+    if p.suffix == ".json":
+        split = load_split(p)
+        key = "val" if subset in ("val", "all") else subset
+        return list(split[key])
+    if not p.is_file():
+        raise DataError(f"id list not found: {p}; expected a split.json or a text file with one id per line")
+    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._atomic import atomic_write_json
+    from ..data import load_dataset
+    from ..errors import DataError
+    from ..evaluate import evaluate, subset_ids
+    from ._common import make_segmenter
+
+    samples = load_dataset(args.data)
+    seg = make_segmenter(args)
+    ids = _ids_from_file(args.ids, args.subset) if args.ids else subset_ids(seg.info.model_card, args.subset)
+    if ids is not None:
+        by_id = {s.id: s for s in samples}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise DataError(f"{len(missing)} of the {len(ids)} requested images are not in {args.data} "
+                            f"(first: {missing[0]}); point --data at the dataset the model was trained on")
+        samples = [by_id[i] for i in ids]
+    report = evaluate(seg, samples, progress=lambda xs: progress(xs, args.progress, unit="image", desc="eval"))
+    report.update({"model": args.model, "backend": seg.backend, "device": seg.device,
+                   "precision": seg.precision, "data": str(args.data), "subset": args.subset,
+                   "postprocess": seg.postprocess.to_dict()})
+    for kind, k in report["per_kind"].items():
+        print(f"  {kind:13s} {k['n_images']:4d} images  DSB {k['dsb_score']:.4f}")
+    print(f"edgeseg eval: {report['n_images']} images, DSB2018 score {report['dsb_score']:.4f}, "
+          f"AP@0.5 {report['ap50']:.4f}, F1@0.5 {report['f1_50']:.4f} "
+          f"({seg.backend}/{seg.device}/{seg.precision}, {report['wall_s']:.1f} s)")
+    if args.json:
+        atomic_write_json(args.json, report)
+    return 0

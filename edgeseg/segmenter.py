@@ -1,0 +1,241 @@
+"""``Segmenter``: one call from a camera frame to nuclei, the same on every backend.
+
+    import edgeseg
+    seg = edgeseg.Segmenter("default")                 # or "model.onnx", "model.int8.engine"
+    result = seg.segment(frame)                        # H x W or H x W x C; uint8/uint16/float32
+    result.labels                                      # H x W int32, 0 = background
+    result.instances.rows()                            # id, area, bbox, centroid, score, intensity
+
+Preprocessing (percentile normalisation, bright-background inversion), classes and default
+thresholds come from the model artifact, identical to training. Frames larger than ``tile`` go
+through the network as overlapping tiles in batches, blended before post-processing.
+
+Thread safety: one Segmenter may be shared by several threads. Pre- and post-processing run
+concurrently; each backend makes its ``infer`` safe (the torch backend serialises it, ONNX Runtime
+and TensorRT contexts are used under a lock or are thread-safe). Results never share buffers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import numpy as np
+
+from .backends import Backend, open_backend
+from .data import NormInfo, normalize, to_grey
+from .errors import InputError
+from .modelinfo import ModelInfo
+from .postprocess import InstanceTable, PostprocessConfig, instance_table, label_instances
+from .tiling import pad_to_multiple, run_tiled
+
+__all__ = ["Segmenter", "Result"]
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+_DTYPES = (np.uint8, np.uint16, np.float32)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What :meth:`Segmenter.segment` returns for one image.
+
+    Attributes:
+        labels: H x W int32 instance labels (0 = background, 1..N).
+        instances: per-instance table (id, area, bbox, centroid, score, intensity).
+        probabilities: 3 x H x W float32 class probabilities, when asked for, else None.
+        timings: milliseconds per stage: preprocess, infer, postprocess, total.
+        norm: the normalisation applied (percentiles, whether the image was inverted).
+        tiles: number of network tiles (1 when the frame went through whole).
+    """
+
+    labels: np.ndarray
+    instances: InstanceTable
+    probabilities: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    norm: NormInfo | None = None
+    tiles: int = 1
+
+    @property
+    def count(self) -> int:
+        return len(self.instances)
+
+
+def check_image(image: Any) -> np.ndarray:
+    """Validate a frame: H x W or H x W x C (C in 1, 3, 4), uint8/uint16/float32, non-empty."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array (H x W or H x W x C), got {type(image).__name__}; "
+                         "convert with np.asarray(image)")
+    if image.dtype not in _DTYPES:
+        hint = " (use image.astype(np.float32))" if image.dtype.kind in "fiu" else ""
+        raise InputError(f"image dtype must be uint8, uint16 or float32, got {image.dtype}{hint}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise InputError(f"image must be H x W (grey) or H x W x C with C in 1, 3, 4 (RGB/RGBA), got "
+                         f"shape {image.shape}; for channels-first arrays use np.moveaxis(image, 0, -1), "
+                         "for a stack or batch pass one 2-D frame at a time (or use segment_batch)")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"image is empty (shape {image.shape}); expected at least 1 x 1 pixels")
+    return image
+
+
+class Segmenter:
+    """Real-time nuclei instance segmentation with a trained edgeseg model.
+
+    Args:
+        model: ``"default"`` (the bundled model), a ``.pt`` checkpoint, an ``.onnx`` model or a
+            TensorRT ``.engine``.
+        backend: ``"torch"`` | ``"onnxruntime"`` | ``"tensorrt"``; None: follows from ``model``.
+        device: ``"auto"`` | ``"cpu"`` | ``"cuda"``. An unavailable device raises: it is never
+            silently replaced by another.
+        tile: frames with a side longer than this go through the network as overlapping tiles
+            of ``tile`` x ``tile`` px (a multiple of the model's multiple, usually 16).
+        overlap: overlap of neighbouring tiles in px.
+        batch_size: tiles per network call.
+        backend_options: passed to the backend (e.g. ``precision="fp16"`` for torch on CUDA,
+            ``providers=[...]`` or ``threads=N`` for ONNX Runtime).
+        **thresholds: overrides of the model's post-processing thresholds
+            (``seed_threshold``, ``fg_threshold``, ``min_size``, ``fill_holes``, ``max_grow``).
+    """
+
+    def __init__(
+        self,
+        model: PathLike = "default",
+        backend: str | None = None,
+        device: str = "auto",
+        *,
+        tile: int = 1024,
+        overlap: int = 128,
+        batch_size: int = 4,
+        backend_options: dict[str, Any] | None = None,
+        **thresholds: Any,
+    ) -> None:
+        self._backend: Backend = open_backend(model, backend, device, **(backend_options or {}))
+        info = self._backend.info
+        if tile % info.multiple or tile <= 2 * overlap:
+            raise InputError(f"tile={tile} must be a multiple of {info.multiple} and larger than "
+                             f"2 * overlap={2 * overlap}")
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.postprocess: PostprocessConfig = info.postprocess.with_overrides(**thresholds)
+        self.model = str(model)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self._backend.info
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def device(self) -> str:
+        return self._backend.device
+
+    @property
+    def precision(self) -> str:
+        return self._backend.precision
+
+    def __repr__(self) -> str:
+        return (f"Segmenter(model={self.model!r}, backend={self.backend!r}, device={self.device!r}, "
+                f"precision={self.precision!r}, tile={self.tile})")
+
+    # -- inference ----------------------------------------------------------------------------
+    def _preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, NormInfo]:
+        grey = to_grey(check_image(image))
+        norm, ninfo = normalize(grey, self.info.norm)
+        return grey, norm, ninfo
+
+    def _probabilities(self, norm: np.ndarray) -> tuple[np.ndarray, int]:
+        h, w = norm.shape
+        m = self.info.multiple
+        if max(h, w) <= self.tile:
+            padded = pad_to_multiple(norm, m)
+            probs = self._backend.infer(padded[None, None])[0]
+            return np.ascontiguousarray(probs[:, :h, :w]), 1
+        probs = run_tiled(norm, self._backend.infer, classes=len(self.info.classes), multiple=m,
+                          tile=self.tile, overlap=self.overlap, batch_size=self.batch_size)
+        from .tiling import TileGrid
+
+        ph, pw = (max(-(-d // m) * m, self.tile) for d in (h, w))
+        return probs, len(TileGrid(ph, pw, self.tile, self.overlap))
+
+    def _finish(self, grey: np.ndarray, probs: np.ndarray, ninfo: NormInfo, tiles: int,
+                t: dict[str, float], keep_probs: bool) -> Result:
+        t0 = time.perf_counter()
+        labels = label_instances(probs, self.postprocess)
+        table = instance_table(labels, probs, grey)
+        t["postprocess"] = (time.perf_counter() - t0) * 1e3
+        t["total"] = t.get("preprocess", 0.0) + t.get("infer", 0.0) + t["postprocess"]
+        return Result(labels=labels, instances=table, probabilities=probs if keep_probs else None,
+                      timings=t, norm=ninfo, tiles=tiles)
+
+    def segment(self, image: np.ndarray, *, probabilities: bool = False) -> Result:
+        """Segment one frame (H x W or H x W x C; uint8, uint16 or float32)."""
+        t: dict[str, float] = {}
+        t0 = time.perf_counter()
+        grey, norm, ninfo = self._preprocess(image)
+        t1 = time.perf_counter()
+        probs, tiles = self._probabilities(norm)
+        t2 = time.perf_counter()
+        t["preprocess"], t["infer"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+        return self._finish(grey, probs, ninfo, tiles, t, probabilities)
+
+    def segment_batch(self, images: Iterable[np.ndarray], *, probabilities: bool = False) -> list[Result]:
+        """Segment several frames; frames of one padded size share network calls."""
+        images = list(images)
+        t0 = time.perf_counter()
+        prepared = [self._preprocess(im) for im in images]
+        pre = (time.perf_counter() - t0) * 1e3 / max(len(images), 1)
+        results: list[Result | None] = [None] * len(images)
+        m = self.info.multiple
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (_, norm, _) in enumerate(prepared):
+            h, w = norm.shape
+            if max(h, w) <= self.tile:
+                groups.setdefault((-(-h // m) * m, -(-w // m) * m), []).append(i)
+            else:
+                grey, norm, ninfo = prepared[i]
+                t0 = time.perf_counter()
+                probs, tiles = self._probabilities(norm)
+                t = {"preprocess": pre, "infer": (time.perf_counter() - t0) * 1e3}
+                results[i] = self._finish(grey, probs, ninfo, tiles, t, probabilities)
+        for members in groups.values():
+            for k in range(0, len(members), self.batch_size):
+                chunk = members[k:k + self.batch_size]
+                batch = np.stack([pad_to_multiple(prepared[i][1], m) for i in chunk])[:, None]
+                t0 = time.perf_counter()
+                out = self._backend.infer(batch)
+                per = (time.perf_counter() - t0) * 1e3 / len(chunk)
+                for i, p in zip(chunk, out):
+                    grey, norm, ninfo = prepared[i]
+                    h, w = norm.shape
+                    probs = np.ascontiguousarray(p[:, :h, :w])
+                    t = {"preprocess": pre, "infer": per}
+                    results[i] = self._finish(grey, probs, ninfo, 1, t, probabilities)
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def segment_files(seg: Segmenter, paths: Sequence[PathLike]) -> Iterable[tuple[Path, np.ndarray, Result]]:
+    """Read and segment image files one by one (used by the CLI)."""
+    from .imageio import read_image_raw
+
+    for p in paths:
+        raw = read_image_raw(p)
+        if raw.dtype not in _DTYPES:
+            raw = raw.astype(np.float32)
+        yield Path(p), raw, seg.segment(raw)
