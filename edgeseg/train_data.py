@@ -235,9 +235,7 @@ def predict_probs(model: torch.nn.Module, image: np.ndarray, device: torch.devic
     reflection-padded to multiples of ``multiple``, cropped back."""
     h, w = image.shape
     x = torch.from_numpy(np.ascontiguousarray(pad_to_multiple(image, multiple)))[None, None]
-    x = x.to(device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                         enabled=amp_dtype is not None):
         logits = model(x)
