@@ -1,1 +1,26 @@
-"""INT8 calibration producing explicit Q/DQ ONNX models (``edgeseg.calibration``)."""
+"""INT8 calibration producing explicit Q/DQ ONNX models (``edgeseg.calibration``).
+
+    from edgeseg.calibration import calibrate
+    calibrate("model.onnx", "../shared/data/dsb2018/stage1_train", method="percentile")
+    # -> model.int8.onnx: symmetric INT8 Q/DQ, per-channel weights, float biases (TensorRT rules)
+
+Needs onnx and onnxruntime (``pip install 'edgeseg[convert]'``), imported when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["calibrate", "CalibrationConfig", "METHODS", "check_tensorrt_qdq"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("calibrate", "CalibrationConfig", "METHODS"):
+        from . import quantize
+
+        return getattr(quantize, name)
+    if name == "check_tensorrt_qdq":
+        from .rules import check_tensorrt_qdq
+
+        return check_tensorrt_qdq
+    raise AttributeError(f"module 'edgeseg.calibration' has no attribute {name!r}")

@@ -18,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Union
 
 from edgeseg._atomic import atomic_write_bytes, atomic_write_json
 from edgeseg._trt import (
     Profile,
     default_profile,
-    format_parser_errors,
     gpu_info,
     import_cuda_driver,
     import_tensorrt,
@@ -40,8 +40,14 @@ from edgeseg._trt import (
 from edgeseg.errors import BackendUnavailableError, EdgesegError, InputError, ModelError
 from edgeseg.modelinfo import METADATA_KEY, ModelInfo
 
-__all__ = ["build_engine", "parse_shape", "default_profile", "validate_profile", "Profile",
-           "DEFAULT_WORKSPACE_GIB"]
+__all__ = [
+    "DEFAULT_WORKSPACE_GIB",
+    "Profile",
+    "build_engine",
+    "default_profile",
+    "parse_shape",
+    "validate_profile",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +59,9 @@ def build_engine(
     onnx: PathLike,
     out: PathLike,
     *,
-    profile: Optional[Sequence[Any]] = None,
+    profile: Sequence[Any] | None = None,
     workspace_gib: float = DEFAULT_WORKSPACE_GIB,
-    timing_cache: Optional[PathLike] = None,
+    timing_cache: PathLike | None = None,
 ) -> Path:
     """Build a TensorRT engine from an edgeseg ONNX model on this machine's GPU (CUDA device 0).
 
@@ -100,7 +106,8 @@ def build_engine(
              info.precision, trt.__version__, onnx, gpu.name, gpu.compute_capability, prof.describe())
     t0 = time.perf_counter()
     with logger.capture() as errors:
-        engine, input_name, output_name = _build(trt, logger, data, onnx, prof, workspace_gib, cache, errors)
+        engine, input_name, output_name = _build(trt, logger, data, onnx, prof, workspace_gib, cache,
+                                                  errors, info.precision)
     seconds = time.perf_counter() - t0
 
     atomic_write_bytes(out, engine)  # raw serialized plan, nothing prepended
@@ -116,7 +123,7 @@ def build_engine(
 
 
 def _build(trt: Any, logger: Any, data: bytes, onnx: Path, prof: Profile, workspace_gib: float,
-           cache: Optional[Path], errors: list[str]) -> tuple[bytes, str, str]:
+           cache: Path | None, errors: list[str], precision: str) -> tuple[bytes, str, str]:
     """The TensorRT part: parse, configure, build. Returns (plan bytes, input name, output name)."""
     builder = trt.Builder(logger)
     # TensorRT 10.x: STRONGLY_TYPED == 1; 11.x: == 0 and always on (see edgeseg._trt.network_flags)
@@ -135,6 +142,10 @@ def _build(trt: Any, logger: Any, data: bytes, onnx: Path, prof: Profile, worksp
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        # TF32 (10-bit mantissa products) is on by default in 10.x and 11.x; an fp32 engine stays
+        # IEEE fp32 so that it matches ONNX Runtime. Speed comes from the fp16 / int8 ONNX models.
+        config.clear_flag(trt.BuilderFlag.TF32)
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(inp.name, prof.min, prof.opt, prof.max)
     if config.add_optimization_profile(opt_profile) < 0:
@@ -200,3 +211,21 @@ def _model_info(onnx: Path) -> ModelInfo:
         raise ModelError(f"{onnx} has no '{METADATA_KEY}' metadata: it was not exported by edgeseg. "
                          "Export it with `edgeseg convert MODEL -o model.onnx`")
     return ModelInfo.from_json(meta.custom_metadata_map[METADATA_KEY], f"the metadata of {onnx}")
+
+
+def format_parser_errors(errors: Sequence[Any]) -> str:
+    """One line per ONNX parser error: node index, name and operator where known, and the text."""
+    lines = []
+    for i, err in enumerate(errors, 1):
+        where = []
+        for attr, label in (("node", "node #"), ("node_name", "node "), ("node_operator", "op ")):
+            fn = getattr(err, attr, None)  # node_name/node_operator exist in newer parsers only
+            try:
+                value = fn() if callable(fn) else None
+            except Exception:  # pragma: no cover - defensive against binding differences
+                value = None
+            if value not in (None, "", -1):
+                where.append(f"{label}{value}")
+        desc = err.desc() if callable(getattr(err, "desc", None)) else str(err)
+        lines.append(f"[{i}] {', '.join(where) or 'graph'}: {desc}")
+    return "; ".join(lines) if lines else "no error details reported"

@@ -22,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import numbers
 import platform
 import re
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence, Union
+from typing import Any, NamedTuple, Union
 
 from ._version import __version__
 from .errors import BackendUnavailableError, InputError, ModelError
@@ -97,7 +99,7 @@ def import_tensorrt() -> Any:
     """``import tensorrt`` with an install hint, and the version check (>= 10)."""
     try:
         import tensorrt as trt
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:  # OSError: the wheel is there, its libraries are not
         raise BackendUnavailableError(
             f"TensorRT is needed for .engine files but cannot be imported ({exc}); "
             f"{TRT_INSTALL_HINT}") from None
@@ -109,7 +111,7 @@ def import_cuda_driver() -> Any:
     """``pycuda.driver``, initialised, with at least one CUDA device (else BackendUnavailableError)."""
     try:
         import pycuda.driver as cuda
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:
         raise BackendUnavailableError(
             f"pycuda is needed to run TensorRT engines but cannot be imported ({exc}); "
             f"{PYCUDA_INSTALL_HINT}") from None
@@ -190,8 +192,9 @@ def _as_shape(value: Any, which: str) -> Shape:
     except TypeError:
         raise InputError(f"profile {which} shape must be 4 integers (N, C, H, W) or a string like "
                          f"'1x1x1024x1024', got {value!r}") from None
-    if len(dims) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+    if len(dims) != 4 or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
         raise InputError(f"profile {which} shape must be 4 integers (N, C, H, W), got {value!r}")
+    dims = [int(d) for d in dims]
     if min(dims) < 1:
         raise InputError(f"profile {which} shape {tuple(dims)} has a dimension < 1")
     return tuple(dims)  # type: ignore[return-value]
@@ -381,25 +384,7 @@ def check_compatibility(sidecar: dict[str, Any], *, trt_version: str, gpu: GpuIn
                          f"are not portable across platforms. Rebuild it on this device: `{cmd}`")
 
 
-# -- TensorRT logging and parser errors ------------------------------------------------------------
-def format_parser_errors(errors: Sequence[Any]) -> str:
-    """One line per ONNX parser error: node index, name and operator where known, and the text."""
-    lines = []
-    for i, err in enumerate(errors, 1):
-        where = []
-        for attr, label in (("node", "node #"), ("node_name", "node "), ("node_operator", "op ")):
-            fn = getattr(err, attr, None)  # node_name/node_operator exist in newer parsers only
-            try:
-                value = fn() if callable(fn) else None
-            except Exception:  # pragma: no cover - defensive against binding differences
-                value = None
-            if value not in (None, "", -1):
-                where.append(f"{label}{value}")
-        desc = err.desc() if callable(getattr(err, "desc", None)) else str(err)
-        lines.append(f"[{i}] {', '.join(where) or 'graph'}: {desc}")
-    return "; ".join(lines) if lines else "no error details reported"
-
-
+# -- TensorRT logging ------------------------------------------------------------------------------
 _LOGGERS: dict[int, Any] = {}
 _LOGGERS_LOCK = threading.Lock()
 

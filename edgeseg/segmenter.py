@@ -92,9 +92,10 @@ class Segmenter:
         device: ``"auto"`` | ``"cpu"`` | ``"cuda"``. An unavailable device raises: it is never
             silently replaced by another.
         tile: frames with a side longer than this go through the network as overlapping tiles
-            of ``tile`` x ``tile`` px (a multiple of the model's multiple, usually 16).
-        overlap: overlap of neighbouring tiles in px.
-        batch_size: tiles per network call.
+            of ``tile`` x ``tile`` px (a multiple of the model's multiple, usually 16). Default
+            1024, or the largest side a TensorRT engine's optimisation profile allows.
+        overlap: overlap of neighbouring tiles in px (default 128, a quarter of smaller tiles).
+        batch_size: tiles per network call (default 4, or the engine profile's largest batch).
         backend_options: passed to the backend (e.g. ``precision="fp16"`` for torch on CUDA,
             ``providers=[...]`` or ``threads=N`` for ONNX Runtime).
         **thresholds: overrides of the model's post-processing thresholds
@@ -107,14 +108,30 @@ class Segmenter:
         backend: str | None = None,
         device: str = "auto",
         *,
-        tile: int = 1024,
-        overlap: int = 128,
-        batch_size: int = 4,
+        tile: int | None = None,
+        overlap: int | None = None,
+        batch_size: int | None = None,
         backend_options: dict[str, Any] | None = None,
         **thresholds: Any,
     ) -> None:
         self._backend: Backend = open_backend(model, backend, device, **(backend_options or {}))
         info = self._backend.info
+        # A TensorRT engine only takes shapes inside its optimisation profile (min, opt, max).
+        profile = getattr(self._backend, "profile", None)
+        max_n, max_side, self._min_side = 4, 1024, 0
+        if profile is not None:
+            (_, _, min_h, min_w), _, (pn, _, ph, pw) = (tuple(s) for s in profile)
+            max_n, max_side, self._min_side = pn, min(ph, pw), max(min_h, min_w)
+        if tile is None:
+            tile = max_side // info.multiple * info.multiple
+        if batch_size is None:
+            batch_size = max_n
+        if overlap is None:
+            overlap = min(128, tile // 4)
+        if profile is not None and (tile > max_side or batch_size > max_n):
+            raise InputError(f"tile={tile} / batch_size={batch_size} do not fit the engine's optimisation "
+                             f"profile (max {max_n} x {max_side} x {max_side}); pass smaller values or "
+                             "rebuild the engine with a larger --max-shape")
         if tile % info.multiple or tile <= 2 * overlap:
             raise InputError(f"tile={tile} must be a multiple of {info.multiple} and larger than "
                              f"2 * overlap={2 * overlap}")
@@ -155,7 +172,7 @@ class Segmenter:
         h, w = norm.shape
         m = self.info.multiple
         if max(h, w) <= self.tile:
-            padded = pad_to_multiple(norm, m)
+            padded = pad_to_multiple(norm, m, min_size=self._min_side)
             probs = self._backend.infer(padded[None, None])[0]
             return np.ascontiguousarray(probs[:, :h, :w]), 1
         probs = run_tiled(norm, self._backend.infer, classes=len(self.info.classes), multiple=m,
@@ -198,7 +215,8 @@ class Segmenter:
         for i, (_, norm, _) in enumerate(prepared):
             h, w = norm.shape
             if max(h, w) <= self.tile:
-                groups.setdefault((-(-h // m) * m, -(-w // m) * m), []).append(i)
+                key = tuple(max(-(-d // m) * m, self._min_side) for d in (h, w))
+                groups.setdefault(key, []).append(i)
             else:
                 grey, norm, ninfo = prepared[i]
                 t0 = time.perf_counter()
@@ -208,7 +226,7 @@ class Segmenter:
         for members in groups.values():
             for k in range(0, len(members), self.batch_size):
                 chunk = members[k:k + self.batch_size]
-                batch = np.stack([pad_to_multiple(prepared[i][1], m) for i in chunk])[:, None]
+                batch = np.stack([pad_to_multiple(prepared[i][1], m, self._min_side) for i in chunk])[:, None]
                 t0 = time.perf_counter()
                 out = self._backend.infer(batch)
                 per = (time.perf_counter() - t0) * 1e3 / len(chunk)

@@ -14,7 +14,8 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
                    help="default: follows from the model file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="never silently replaced: an unavailable device is an error (default: %(default)s)")
-    p.add_argument("--tile", type=int, default=1024, help="tile frames larger than this (px, default: %(default)s)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile frames larger than this (px; default 1024, or the engine profile's maximum)")
     p.add_argument("--seed-threshold", type=float, default=None, help="override the model's seed threshold")
     p.add_argument("--fg-threshold", type=float, default=None, help="override the model's foreground threshold")
     p.add_argument("--min-size", type=int, default=None, help="override the model's minimum instance size (px)")

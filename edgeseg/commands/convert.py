@@ -1,33 +1,64 @@
-"""``edgeseg convert``: a trained model to ONNX (the target follows from the -o suffix)."""
+"""``edgeseg convert``: a trained model -> ONNX (fp32/fp16/int8) or a TensorRT engine."""
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-DESCRIPTION = "convert a trained model: MODEL -> .onnx (fp32, verified against torch)"
+DESCRIPTION = "convert a model to ONNX (fp32, fp16, calibrated int8) or a TensorRT engine"
+_EPILOG = """\
+examples:
+  edgeseg convert default -o model.onnx
+  edgeseg convert default -o model.fp16.onnx --precision fp16
+  edgeseg convert default -o model.int8.onnx --precision int8 --calib-data DSB/stage1_train
+  edgeseg convert model.int8.onnx -o model.int8.engine          # on the device (TensorRT)
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help=DESCRIPTION, description=DESCRIPTION)
-    p.add_argument("model", help="'default', a .pt checkpoint")
-    p.add_argument("-o", "--output", required=True, help="output file; its suffix sets the target (.onnx)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default: %(default)s)")
+    p = sub.add_parser("convert", help=DESCRIPTION, description=DESCRIPTION, epilog=_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="'default', a .pt checkpoint, or an fp32 .onnx model")
+    p.add_argument("-o", "--output", required=True, help="output; the suffix sets the target: .onnx or .engine")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--calib-data", default=None, help="training images for INT8 calibration (a dataset folder)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="percentile")
+    p.add_argument("--calib-images", type=int, default=64, help="calibration images (default: %(default)s)")
+    p.add_argument("--calib-cache", default=None, help="JSON cache of tensor ranges (reused when it matches)")
+    p.add_argument("--min-shape", default=None, help="engine profile minimum, NxCxHxW (e.g. 1x1x64x64)")
+    p.add_argument("--opt-shape", default=None, help="engine profile optimum, NxCxHxW")
+    p.add_argument("--max-shape", default=None, help="engine profile maximum, NxCxHxW")
+    p.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace in GiB (default: %(default)s)")
+    p.add_argument("--timing-cache", default=None, help="TensorRT timing cache file (read and updated)")
+    p.add_argument("--no-parity", action="store_true", help="skip the instance check against fp32")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
 
-    out = Path(args.output)
-    if out.suffix != ".onnx":
-        raise InputError(f"cannot tell the conversion target from {out}: expected an output ending "
-                         "in .onnx")
-    from edgeseg.converters.onnx_export import export_onnx
+    shapes = (args.min_shape, args.opt_shape, args.max_shape)
+    profile = None
+    if any(shapes):
+        if not all(shapes):
+            raise InputError("give all three of --min-shape, --opt-shape and --max-shape, or none")
+        from edgeseg.converters.tensorrt_build import parse_shape
 
-    t0 = time.perf_counter()
-    export_onnx(args.model, out, opset=args.opset)
-    print(f"edgeseg convert: {args.model} -> {out} (fp32, {out.stat().st_size / 1e6:.1f} MB, "
-          f"{time.perf_counter() - t0:.1f} s, ONNX Runtime vs torch within 1e-4)")
+        profile = tuple(parse_shape(s) for s in shapes)
+    from edgeseg.converters.pipeline import convert
+
+    from ._common import progress
+
+    bar = progress(range(0), args.progress, desc="convert", bar_format="{desc}: {postfix}")
+    stage = (lambda text: bar.set_postfix_str(text)) if hasattr(bar, "set_postfix_str") else None
+    try:
+        rep = convert(args.model, args.output, precision=args.precision, calib_data=args.calib_data,
+                      calib_method=args.calib_method, calib_images=args.calib_images,
+                      calib_cache=args.calib_cache, profile=profile, workspace_gib=args.workspace,
+                      timing_cache=args.timing_cache, parity=not args.no_parity, on_stage=stage)
+    finally:
+        if hasattr(bar, "close"):
+            bar.close()
+    parity = "skipped" if rep.parity_dsb is None else f"DSB {rep.parity_dsb:.4f} vs fp32 instances"
+    print(f"edgeseg convert: {args.model} -> {rep.output} ({rep.precision}, {rep.size_bytes / 1e6:.1f} MB, "
+          f"{rep.seconds:.1f} s; parity: {parity})")
     return 0

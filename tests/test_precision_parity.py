@@ -1,0 +1,77 @@
+"""Accuracy parity of every precision against PyTorch fp32, on the shipped model and real val images.
+
+Tier 1 (tensors): ONNX fp32 vs torch, max abs probability difference (test_default_model.py).
+Tier 2 (instances): FP16 and INT8 ONNX on ONNX Runtime, Kaggle DSB score on the 67 validation
+images within 0.003 (FP16) and 0.01 (INT8, calibrated on training images only) of torch fp32.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxconverter_common")
+
+from edgeseg import Segmenter  # noqa: E402
+from edgeseg._resources import MODELS_DIR  # noqa: E402
+from edgeseg.data import read_image_raw, read_labels  # noqa: E402
+from edgeseg.metrics import dsb_score  # noqa: E402
+
+CARD = json.loads((MODELS_DIR / "default" / "model_card.json").read_text())
+VAL_IDS = sorted(CARD["val"]["per_image"])
+
+
+@pytest.fixture(scope="module")
+def val_set(stage1_train):
+    return [(read_image_raw(stage1_train / "images" / f"{i}.png"),
+             read_labels(stage1_train / "labels" / f"{i}.png")) for i in VAL_IDS]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, stage1_train):
+    from edgeseg.calibration import calibrate
+    from edgeseg.converters import convert_fp16, export_onnx
+
+    d = tmp_path_factory.mktemp("precisions")
+    fp32 = export_onnx("default", d / "model.onnx")
+    return {
+        "fp16": convert_fp16(fp32, d / "model.fp16.onnx"),
+        # training images only: calibrate() leaves out the card's validation ids
+        "int8": calibrate(fp32, stage1_train, d / "model.int8.onnx", method="percentile", num_images=32),
+    }
+
+
+def scores(seg, val_set) -> np.ndarray:
+    return np.array([dsb_score(gt, seg.segment(image).labels) for image, gt in val_set])
+
+
+@pytest.fixture(scope="module")
+def torch_scores(val_set):
+    return scores(Segmenter("default", backend="torch", device="cpu"), val_set)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision, tolerance", [("fp16", 0.003), ("int8", 0.01)])
+def test_reduced_precision_matches_torch_fp32(models, val_set, torch_scores, precision, tolerance):
+    seg = Segmenter(models[precision], device="cpu")
+    assert seg.precision == precision
+    got = scores(seg, val_set)
+    ref, cand = float(torch_scores.mean()), float(got.mean())
+    worst = int(np.argmax(np.abs(got - torch_scores)))
+    print(f"{precision}: DSB {cand:.4f} vs torch fp32 {ref:.4f} (difference {cand - ref:+.4f}) on "
+          f"{len(val_set)} val images; worst image {VAL_IDS[worst][:12]} {got[worst]:.4f} vs "
+          f"{torch_scores[worst]:.4f}")
+    assert abs(cand - ref) <= tolerance, (
+        f"{precision} DSB {cand:.4f} differs from torch fp32 {ref:.4f} by {abs(cand - ref):.4f} > {tolerance}")
+
+
+def test_int8_model_is_valid_for_tensorrt(models):
+    import onnx
+
+    from edgeseg.calibration import check_tensorrt_qdq
+
+    assert check_tensorrt_qdq(onnx.load(str(models["int8"]))) == []
