@@ -32,6 +32,8 @@ test: $(VENV)/.test
 bench: $(VENV)/.test
 	cd benchmarks && ../$(PY) bench_postprocess.py --json ../out/bench_postprocess.json
 	cd benchmarks && ../$(PY) bench_metrics.py --json ../out/bench_metrics.json
+	cd benchmarks && ../$(PY) bench_segmenter.py --json ../out/bench_segmenter.json
+	cd benchmarks && ../$(PY) bench_precisions.py --json ../out/bench_precisions.json
 
 oracle: $(VENV)/.test
 	cd benchmarks && ../$(PY) oracle.py --json ../out/oracle.json
