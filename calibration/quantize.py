@@ -168,9 +168,7 @@ def calibrate(onnx: PathLike, images: ImagesLike, out: PathLike | None = None, *
         DataError: fewer than 4 usable training images (fewer than 32: a warning).
         ModelError: the quantized graph breaks TensorRT's Q/DQ rules.
     """
-    import onnx as onnx_lib
-
-    from edgeseg.converters.onnx_export import onnx_info, set_metadata
+    from edgeseg.converters.onnx_export import check_graph, onnx_info, set_metadata
 
     cfg = CalibrationConfig(method=method, num_images=num_images, shape=shape, percentile=percentile, seed=seed)
     src = Path(onnx)
@@ -198,10 +196,7 @@ def calibrate(onnx: PathLike, images: ImagesLike, out: PathLike | None = None, *
     card = dict(info.model_card)
     card["calibration"] = {**asdict(cfg), "n_images": len(ids), "seconds": round(time.perf_counter() - t0, 1)}
     set_metadata(qmodel, info.replace(precision="int8", source_sha256=key["onnx_sha256"], model_card=card))
-    try:
-        onnx_lib.checker.check_model(qmodel, full_check=True)
-    except onnx_lib.checker.ValidationError as exc:
-        raise ModelError(f"the INT8 graph failed the ONNX checker: {exc}") from exc
+    check_graph(qmodel, "the INT8 graph")
     atomic_write_bytes(out, qmodel.SerializeToString())
     log.info("wrote %s (%s calibration on %d images, %.1f s)", out, cfg.method, len(ids), time.perf_counter() - t0)
     return out

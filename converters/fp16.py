@@ -19,7 +19,8 @@ from edgeseg._atomic import atomic_write_bytes
 from edgeseg.errors import InputError, ModelError
 from edgeseg.modelinfo import file_sha256
 
-from .onnx_export import INPUT_NAME, OUTPUT_NAME, _require, _verification_inputs, onnx_info, set_metadata
+from .onnx_export import (INPUT_NAME, OUTPUT_NAME, _require, _verification_inputs, check_graph, onnx_info,
+                          set_metadata)
 
 __all__ = ["convert_fp16", "KEEP_FP32"]
 
@@ -57,10 +58,7 @@ def convert_fp16(src: PathLike, out: PathLike, *, keep_fp32: Sequence[str] = KEE
         log.debug("FP16 conversion clipped %d tiny/huge constants to the float16 range", len(caught))
     _float32_outputs(m16, onnx)
     set_metadata(m16, info.replace(precision="fp16", source_sha256=file_sha256(src)))
-    try:
-        onnx.checker.check_model(m16, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"the FP16 graph failed the ONNX checker: {exc}") from exc
+    check_graph(m16, "the FP16 graph")
     data = m16.SerializeToString()
     if verify:
         err = max_prob_difference(src.read_bytes(), data, info.multiple)

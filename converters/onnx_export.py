@@ -23,7 +23,7 @@ from edgeseg._version import __version__
 from edgeseg.errors import BackendUnavailableError, InputError, ModelError
 from edgeseg.modelinfo import METADATA_KEY, ModelInfo
 
-__all__ = ["export_onnx", "onnx_info", "INPUT_NAME", "OUTPUT_NAME", "MIN_OPSET"]
+__all__ = ["export_onnx", "onnx_info", "check_graph", "set_metadata", "INPUT_NAME", "OUTPUT_NAME", "MIN_OPSET"]
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,7 @@ def export_onnx(
     proto.doc_string = ("edgeseg nuclei U-Net: image N x 1 x H x W (normalised, H and W multiples of "
                         f"{info.multiple}) -> probs N x 3 x H x W ({', '.join(info.classes)})")
     set_metadata(proto, info)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ModelError(f"the exported ONNX graph failed the ONNX checker: {exc}") from exc
+    check_graph(proto, "the exported ONNX graph")
     data = proto.SerializeToString()
     if verify:
         err = _max_abs_error(data, net, torch, info.multiple)
@@ -141,6 +138,15 @@ def _softmaxed(net: Any, torch: Any) -> Any:
             return torch.softmax(self.net(x), dim=1)
 
     return Softmaxed(net)
+
+
+def check_graph(proto: Any, what: str) -> None:
+    """The ONNX checker (full shape inference) as a ModelError naming ``what``."""
+    onnx = _require("onnx")
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"{what} failed the ONNX checker: {exc}") from exc
 
 
 def set_metadata(proto: Any, info: ModelInfo) -> None:

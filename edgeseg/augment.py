@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
 
+from ._config import ConfigMixin
 from .errors import InputError
 
 __all__ = ["AugmentConfig", "augment_pair", "dihedral", "random_crop"]
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(ConfigMixin):
     """Strengths of the random augmentation (0 disables a term).
 
     Attributes:
@@ -57,16 +56,7 @@ class AugmentConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= hi:
                 raise InputError(f"AugmentConfig.{f.name} must be a number in [0, {hi}], got {v!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> AugmentConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"AugmentConfig got unknown keys {unknown}; valid: {sorted(known)}")
-        return cls(**dict(d))
 
 
 def random_crop(image: np.ndarray, target: np.ndarray, size: int,

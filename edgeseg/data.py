@@ -17,13 +17,14 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ._atomic import atomic_write_json
+from ._config import ConfigMixin
 from .errors import DataError, InputError
 from .imageio import PathLike, read_image, read_image_raw, read_labels, to_grey
 
@@ -101,7 +102,7 @@ def _is_real(x: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class NormConfig:
+class NormConfig(ConfigMixin):
     """How :func:`normalize` scales an image.
 
     Attributes:
@@ -126,19 +127,7 @@ class NormConfig:
             raise InputError(f"NormConfig.invert must be 'auto', 'never' or 'always', got "
                              f"{self.invert!r}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> NormConfig:
-        """Build from a dict (missing keys take defaults; unknown keys are an InputError)."""
-        if not isinstance(d, Mapping):
-            raise InputError(f"NormConfig.from_dict expects a dict, got {type(d).__name__}.")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise InputError(f"unknown NormConfig keys {unknown}; valid keys are {valid}.")
-        return cls(**dict(d))
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,13 @@ Example::
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
+from ._config import ConfigMixin
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -38,7 +36,7 @@ _UPSAMPLES = ("transpose", "bilinear")
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(ConfigMixin):
     """Architecture of :class:`UNet`.
 
     Attributes:
@@ -81,17 +79,7 @@ class UNetConfig:
         """Feature channels at encoder/decoder ``level`` (0 = full resolution)."""
         return self.width * 2 ** level
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> UNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"UNetConfig got unknown keys {unknown}; expected a subset of "
-                             f"{sorted(known)} (was this written by a newer edgeseg?).")
-        return cls(**dict(d))
 
 
 def _conv_block(cin: int, cout: int, norm: str) -> nn.Sequential:

@@ -23,12 +23,13 @@ All parameters live in :class:`PostprocessConfig`, whose values a model artifact
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import cv2
 import numpy as np
 
+from ._config import ConfigMixin
 from .errors import InputError
 
 __all__ = ["PostprocessConfig", "InstanceTable", "label_instances", "instance_table"]
@@ -39,7 +40,7 @@ _K3 = np.ones((3, 3), np.uint8)
 
 
 @dataclass(frozen=True)
-class PostprocessConfig:
+class PostprocessConfig(ConfigMixin):
     """Thresholds of the instance post-processing (a trained model carries tuned values).
 
     Attributes:
@@ -67,18 +68,7 @@ class PostprocessConfig:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise InputError(f"PostprocessConfig.{name} must be an integer >= 0, got {v!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PostprocessConfig":
-        valid = {f.name for f in fields(cls)}
-        unknown = set(d) - valid
-        if unknown:
-            raise InputError(
-                f"unknown PostprocessConfig keys {sorted(unknown)}; valid keys are {sorted(valid)}"
-            )
-        return cls(**dict(d))
 
     def with_overrides(self, **overrides: Any) -> "PostprocessConfig":
         """A copy with some fields replaced; unknown names raise an InputError listing valid ones."""

@@ -21,12 +21,13 @@ Everything is whole-image OpenCV/numpy (min/max filters), no per-nucleus loops.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
+from ._config import ConfigMixin
 from .errors import InputError
 
 __all__ = [
@@ -41,7 +42,7 @@ CLASS_NAMES = ("background", "body", "border")
 
 
 @dataclass(frozen=True)
-class TargetConfig:
+class TargetConfig(ConfigMixin):
     """How labels are turned into classes.
 
     Attributes:
@@ -66,18 +67,7 @@ class TargetConfig:
                     f"TargetConfig.{name} must be an integer between 0 and 16 (px), got {value!r}"
                 )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TargetConfig":
-        valid = {f.name for f in fields(cls)}
-        unknown = set(d) - valid
-        if unknown:
-            raise InputError(
-                f"unknown TargetConfig keys {sorted(unknown)}; valid keys are {sorted(valid)}"
-            )
-        return cls(**dict(d))
 
 
 def _check_labels(labels: Any) -> np.ndarray:
