@@ -107,3 +107,19 @@ def test_wheel_holds_every_module_and_asset(tmp_path):
     missing = sorted(expected - names)
     assert not missing, f"files missing from the wheel: {missing}"
     assert not any(n.startswith(("converters/", "calibration/")) for n in names)
+
+
+def test_onnx_runtime_path_needs_neither_torch_nor_onnx(tiny_onnx):
+    """A device with ONNX Runtime only: Segmenter on an .onnx model imports no torch, no onnx."""
+    code = BLOCK_HEAVY.replace('"onnxruntime", ', "") + textwrap.dedent(
+        f"""
+        import numpy as np, sys
+        from edgeseg import Segmenter
+        seg = Segmenter({str(tiny_onnx)!r}, device="cpu")
+        r = seg.segment(np.zeros((40, 50), np.uint8))
+        assert r.labels.shape == (40, 50)
+        assert not any(m in sys.modules for m in ("torch", "onnx"))
+        """
+    )
+    r = run_py(code)
+    assert r.returncode == 0, r.stderr
