@@ -44,6 +44,7 @@ from .errors import DataError
 from .metrics import score_image
 from .postprocess import PostprocessConfig, label_instances
 from .targets import TargetConfig, encode
+from .tiling import pad_to_multiple  # the runtime's padding: validation = deployment
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ __all__ = [
     "load_run_split",
     "make_batch",
     "make_split",
-    "pad_to_multiple",
     "predict_probs",
     "score_probs",
     "tune_postprocess",
@@ -214,15 +214,6 @@ class ValSet(list):
             image, _ = normalize(s.image(), norm)
             out.append(ValItem(s.id, kinds.get(s.id, "unknown"), image, s.labels()))
         return out
-
-
-def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Reflection-pad an H x W image at the bottom/right to multiples of ``multiple``."""
-    h, w = image.shape
-    ph, pw = -h % multiple, -w % multiple
-    if not ph and not pw:
-        return image
-    return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT_101)
 
 
 # ----------------------------------------------------------------------------- validation

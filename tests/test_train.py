@@ -89,6 +89,17 @@ def test_cli_train_smoke(tiny: Path, tmp_path: Path) -> None:
     # A finished run resumes to "done" without training further.
     assert cli.main(["train", "--resume", str(run)]) == 0
     assert load_checkpoint(run / "last.pt").train_state["step"] == 6
+    # --finalize makes a shippable model from best.pt (as it would mid-run) and bundles cleanly.
+    assert cli.main(["train", "--finalize", str(run)]) == 0
+    final = load_checkpoint(run / "final.pt")
+    assert final.train_state is None and final.model_card["finalized_from"] == "best.pt"
+    assert set(final.model_card["val"]["per_image"]) == set(split["val"])
+    assert final.postprocess_config == final.model_card["postprocess"]
+    assert json.loads((run / "final_model_card.json").read_text())["val"] == final.model_card["val"]
+    from edgeseg.checkpoint import export_default
+
+    dest = export_default(run / "final.pt", tmp_path / "bundle", half=False)
+    assert load_checkpoint(dest / "model.pt").model_card["val"] == final.model_card["val"]
 
 
 def test_refuses_existing_run_and_changed_config(tiny: Path, tmp_path: Path,

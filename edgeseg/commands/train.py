@@ -39,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", type=Path, metavar="RUN_DIR", help="new run folder")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue this run from its last.pt (same config)")
+    p.add_argument("--finalize", type=Path, metavar="RUN_DIR",
+                   help="tune thresholds for the run's best.pt so far (the run may still be "
+                        "training) and write RUN_DIR/final.pt with the full model card")
     p.add_argument("--steps", type=int, help="total optimisation steps (fixes the LR schedule)")
     p.add_argument("--batch-size", type=int, help="images per step (per GPU under torchrun)")
     p.add_argument("--crop", type=int, help="training crop size in px (multiple of 2**depth)")
@@ -67,6 +70,19 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {field: getattr(args, opt) for opt, field in _OVERRIDES.items()
                  if getattr(args, opt) is not None}
+    if args.finalize is not None:
+        if args.resume is not None or args.out is not None or overrides:
+            raise InputError("--finalize takes only the run folder (and --device)")
+        from ..train import finalize
+
+        card = finalize(args.finalize, device="cpu" if args.device == "auto" else args.device,
+                        progress=args.progress)
+        v, pp = card["val"], card["postprocess"]
+        print(f"finalized {args.finalize / 'best.pt'} (step {card['training']['steps']}): val DSB "
+              f"{v['dsb_score']:.4f}, AP@0.5 {v['ap50']:.4f}, F1@0.5 {v['f1_50']:.4f} with seed="
+              f"{pp['seed_threshold']} fg={pp['fg_threshold']} min_size={pp['min_size']}; wrote "
+              f"{args.finalize / 'final.pt'}")
+        return 0
     if args.resume is not None:
         if args.out is not None and args.out.resolve() != args.resume.resolve():
             raise InputError(f"--out {args.out} and --resume {args.resume} name different "
