@@ -32,12 +32,10 @@ def bench_step(width: int, depth: int, crop: int, batch: int, device: str, steps
     cfg = UNetConfig(width=width, depth=depth)
     model = UNet(cfg).to(dev).train()
     cuda = dev.type == "cuda"
-    if cuda:
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last)  # as edgeseg.train does on every device
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.rand(batch, 1, crop, crop, device=dev)
-    if cuda:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 3, (batch, crop, crop), device=dev)
     w = torch.tensor([1.0, 1.0, 3.0], device=dev)
     amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) \
