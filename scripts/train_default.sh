@@ -3,6 +3,7 @@
 #
 #   nohup scripts/train_default.sh &        # start, or continue after an interruption
 #   EDGESEG_RUN_DIR=/somewhere/else scripts/train_default.sh   # keep the run outside the checkout
+#   scripts/snapshot_run.sh                 # copy the resumable state into training/default (commit it)
 #   tail -f runs/default/train.out          # progress (INFO log lines; log.csv, curves.png)
 #
 # The run is resumable at any point: last.pt is written every 200 steps (atomically), and
@@ -19,7 +20,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 RUN=${EDGESEG_RUN_DIR:-runs/default}
 DATA=${DATA:-../shared/data/dsb2018/stage1_train}
+SNAPSHOT=training/default   # a run's resumable state committed at the end of a work session
 mkdir -p "$RUN"
+if [ ! -f "$RUN/config.json" ] && [ -f "$SNAPSHOT/last.pt" ]; then
+  # a fresh machine: continue from the committed snapshot instead of starting over
+  cp "$SNAPSHOT"/* "$RUN"/
+fi
 if [ -f "$RUN/config.json" ]; then
   exec nice -n 10 "$PY" -m edgeseg.cli -v train --resume "$RUN" >> "$RUN/train.out" 2>&1
 else
