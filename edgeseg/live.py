@@ -152,12 +152,26 @@ class LiveRunner:
 
     def frames(self) -> Iterator[LiveFrame]:
         """Yield segmented frames until the source ends (or the caller stops iterating)."""
-        if not self.latest:
-            yield from self._every_frame()
-            return
+        index, fps, t_prev = 0, 0.0, time.perf_counter()
+        for frame, dropped in (self._newest() if self.latest else self._every()):
+            result = self.seg.segment(frame)
+            now = time.perf_counter()
+            rate = 1.0 / max(now - t_prev, 1e-9)
+            fps = 0.9 * fps + 0.1 * rate if index else rate  # smoothed frames/s
+            t_prev = now
+            yield LiveFrame(index, frame, result, fps, dropped)
+            index += 1
+
+    def _every(self) -> Iterator[tuple[np.ndarray, int]]:
+        """Every frame of the source, in order: (frame, 0)."""
+        while (frame := self.source.read()) is not None:
+            yield frame, 0
+
+    def _newest(self) -> Iterator[tuple[np.ndarray, int]]:
+        """The newest frame each time one is asked for: (frame, frames dropped so far)."""
         grabber = threading.Thread(target=self._grab, name="edgeseg-live-grab", daemon=True)
         grabber.start()
-        last_seq, index, dropped, fps, t_prev = 0, 0, 0, 0.0, time.perf_counter()
+        last_seq, dropped = 0, 0
         try:
             while True:
                 with self._cond:
@@ -168,28 +182,10 @@ class LiveRunner:
                     frame, seq = self._frame, self._seq
                 dropped += seq - last_seq - 1
                 last_seq = seq
-                result = self.seg.segment(frame)
-                now = time.perf_counter()
-                fps = 0.9 * fps + 0.1 / max(now - t_prev, 1e-9) if index else 1.0 / max(now - t_prev, 1e-9)
-                t_prev = now
-                yield LiveFrame(index, frame, result, fps, dropped)
-                index += 1
+                yield frame, dropped
         finally:
             with self._cond:
                 self._done = True
-
-    def _every_frame(self) -> Iterator[LiveFrame]:
-        index, fps, t_prev = 0, 0.0, time.perf_counter()
-        while True:
-            frame = self.source.read()
-            if frame is None:
-                return
-            result = self.seg.segment(frame)
-            now = time.perf_counter()
-            fps = 0.9 * fps + 0.1 / max(now - t_prev, 1e-9) if index else 1.0 / max(now - t_prev, 1e-9)
-            t_prev = now
-            yield LiveFrame(index, frame, result, fps, 0)
-            index += 1
 
 
 def check_display() -> None:

@@ -30,7 +30,7 @@ from .data import NormInfo, normalize, to_grey
 from .errors import InputError
 from .modelinfo import ModelInfo
 from .postprocess import InstanceTable, PostprocessConfig, instance_table, label_instances
-from .tiling import pad_to_multiple, run_tiled
+from .tiling import pad_to_multiple, run_tiled, tile_grid
 
 __all__ = ["Segmenter", "Result"]
 
@@ -177,10 +177,7 @@ class Segmenter:
             return np.ascontiguousarray(probs[:, :h, :w]), 1
         probs = run_tiled(norm, self._backend.infer, classes=len(self.info.classes), multiple=m,
                           tile=self.tile, overlap=self.overlap, batch_size=self.batch_size)
-        from .tiling import TileGrid
-
-        ph, pw = (max(-(-d // m) * m, self.tile) for d in (h, w))
-        return probs, len(TileGrid(ph, pw, self.tile, self.overlap))
+        return probs, len(tile_grid(h, w, multiple=m, tile=self.tile, overlap=self.overlap))
 
     def _finish(self, grey: np.ndarray, probs: np.ndarray, ninfo: NormInfo, tiles: int,
                 t: dict[str, float], keep_probs: bool) -> Result:

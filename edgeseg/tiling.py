@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["pad_to_multiple", "TileGrid", "run_tiled"]
+__all__ = ["pad_to_multiple", "TileGrid", "tile_grid", "run_tiled"]
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int, min_size: int = 0) -> np.ndarray:
@@ -83,6 +83,12 @@ class TileGrid:
                 * len(self._starts(self.width, self.tile, self.overlap)))
 
 
+def tile_grid(height: int, width: int, *, multiple: int, tile: int, overlap: int) -> TileGrid:
+    """The tiles :func:`run_tiled` uses for an H x W image (padded to the multiple and to ``tile``)."""
+    ph, pw = (max(-(-d // multiple) * multiple, tile) for d in (height, width))
+    return TileGrid(ph, pw, tile, overlap)
+
+
 def run_tiled(
     image: np.ndarray,
     infer: Callable[[np.ndarray], np.ndarray],
@@ -103,7 +109,7 @@ def run_tiled(
     h, w = image.shape
     padded = pad_to_multiple(image, multiple, min_size=tile)
     ph, pw = padded.shape
-    grid = TileGrid(ph, pw, tile, overlap)
+    grid = tile_grid(h, w, multiple=multiple, tile=tile, overlap=overlap)
     win = np.outer(_window(tile, overlap), _window(tile, overlap))
     acc = np.zeros((classes, ph, pw), np.float32)
     weight = np.zeros((ph, pw), np.float32)
