@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from _common import REPO, machine, table, write_json  # also puts the repo on sys.path
 
-from edgeseg.augment import AugmentConfig, augment_pair
+from edgeseg.training.augment import AugmentConfig, augment_pair
 from edgeseg.model import UNet, UNetConfig, count_params, gflops
-from edgeseg.train import seg_loss
+from edgeseg.training.train import seg_loss
 
 
 def bench_step(width: int, depth: int, crop: int, batch: int, device: str, steps: int,

@@ -65,15 +65,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..train import TrainConfig, load_run_config, train
-    from ..train_data import default_data_dir
+    from ..training.train import TrainConfig, load_run_config, train
+    from ..training.data import default_data_dir
 
     overrides = {field: getattr(args, opt) for opt, field in _OVERRIDES.items()
                  if getattr(args, opt) is not None}
     if args.finalize is not None:
         if args.resume is not None or args.out is not None or overrides:
             raise InputError("--finalize takes only the run folder (and --device)")
-        from ..train import finalize
+        from ..training.train import finalize
 
         card = finalize(args.finalize, device="cpu" if args.device == "auto" else args.device,
                         progress=args.progress)

@@ -1,7 +1,7 @@
 """Training augmentation: random crops, dihedral flips/rotations, intensity, gamma, blur, noise.
 
 Pure numpy/OpenCV, driven by an explicit ``numpy.random.Generator`` so every batch is a function
-of ``(seed, step, rank)`` only (:mod:`edgeseg.train_data`); no global random state is touched.
+of ``(seed, step, rank)`` only (:mod:`edgeseg.training.data`); no global random state is touched.
 Images are normalised float32 ``H x W`` (the output of ``edgeseg.data.normalize``); targets are
 uint8 class maps (``edgeseg.targets.encode``) and only see the geometric transforms.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._config import ConfigMixin
-from .errors import InputError
+from .._config import ConfigMixin
+from ..errors import InputError
 
 __all__ = ["AugmentConfig", "augment_pair", "dihedral", "random_crop"]
 

@@ -18,12 +18,12 @@ torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
 from edgeseg import cli
-from edgeseg.augment import AugmentConfig, augment_pair, dihedral, random_crop
+from edgeseg.training.augment import AugmentConfig, augment_pair, dihedral, random_crop
 from edgeseg.checkpoint import load_checkpoint
 from edgeseg.errors import InputError, ModelError
 from edgeseg.model import UNetConfig
-from edgeseg.train import TrainConfig, WarmupCosine, load_run_config, seg_loss
-from edgeseg.train_data import make_batch
+from edgeseg.training.train import TrainConfig, WarmupCosine, load_run_config, seg_loss
+from edgeseg.training.data import make_batch
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--batch-size", "2", "--crop", "32", "--width", "4", "--depth", "2",
@@ -212,7 +212,7 @@ def test_sigterm_checkpoints_and_stops(tiny: Path, tmp_path: Path) -> None:
 def test_batches_are_a_function_of_seed_step_rank(tiny: Path) -> None:
     from edgeseg.data import NormConfig, load_dataset
     from edgeseg.targets import TargetConfig
-    from edgeseg.train_data import TrainSet
+    from edgeseg.training.data import TrainSet
     data = TrainSet(load_dataset(tiny), NormConfig(), TargetConfig())
     kw = {"batch_size": 3, "crop": 32, "augment": AugmentConfig()}
     x1, y1 = make_batch(data, seed=1, step=5, rank=0, **kw)

@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 import torch
 
-from ._atomic import atomic_open, atomic_write_text
+from .._atomic import atomic_open, atomic_write_text
 from .augment import AugmentConfig, augment_pair
-from .data import (
+from ..data import (
     IMAGE_KINDS,
     NormConfig,
     Sample,
@@ -40,11 +40,11 @@ from .data import (
     save_split,
     split_dataset,
 )
-from .errors import DataError
-from .metrics import score_image
-from .postprocess import PostprocessConfig, label_instances
-from .targets import TargetConfig, encode
-from .tiling import pad_to_multiple  # the runtime's padding: validation = deployment
+from ..errors import DataError
+from ..metrics import score_image
+from ..postprocess import PostprocessConfig, label_instances
+from ..targets import TargetConfig, encode
+from ..tiling import pad_to_multiple  # the runtime's padding: validation = deployment
 
 log = logging.getLogger(__name__)
 

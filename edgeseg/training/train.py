@@ -13,18 +13,18 @@ Run it with ``edgeseg train --data DIR --out RUN_DIR`` (see ``edgeseg train --he
 
 Resume exactly where a run stopped (even after SIGKILL) with ``edgeseg train --resume RUN_DIR``:
 model, optimizer, scheduler, RNG and step come from ``last.pt``, and every step's batch is a
-function of ``(seed, step, rank)`` (:mod:`edgeseg.train_data`), so the resumed run computes the
+function of ``(seed, step, rank)`` (:mod:`edgeseg.training.data`), so the resumed run computes the
 same weights as an uninterrupted one (bit-exact on the same device type and thread count; on
 another device it continues correctly but rounds differently). SIGTERM/SIGINT under the CLI
 checkpoint and stop cleanly (a second signal stops at once).
 
-Defaults (:class:`~edgeseg.train_config.TrainConfig`) are the recipe of the shipped model, chosen
+Defaults (:class:`~edgeseg.training.config.TrainConfig`) are the recipe of the shipped model, chosen
 for a 2-core CPU: width 16, depth 4, 256^2 crops, batch 4 (~0.5 s/step), AdamW lr 1e-3 with 500
 warm-up steps and cosine decay over 16000 steps (about 2.5 h).
 
 Multi-GPU (DistributedDataParallel; one process per GPU, rank 0 writes all files)::
 
-    torchrun --nproc_per_node=4 -m edgeseg.train --data DIR --out RUN_DIR --device cuda
+    torchrun --nproc_per_node=4 -m edgeseg.training.train --data DIR --out RUN_DIR --device cuda
     torchrun --nproc_per_node=4 $(which edgeseg) train --data DIR --out RUN_DIR --device cuda
 
 ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` come from torchrun; each rank draws its own batches
@@ -55,15 +55,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from ._atomic import atomic_write_json
-from ._version import __version__
-from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import BackendUnavailableError, InputError, ModelError
-from .model import UNet, count_params, gflops
-from .postprocess import PostprocessConfig
+from .._atomic import atomic_write_json
+from .._version import __version__
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..errors import BackendUnavailableError, InputError, ModelError
+from ..model import UNet, count_params, gflops
+from ..postprocess import PostprocessConfig
 from .losses import WarmupCosine, seg_loss
-from .train_config import RESUME_MUTABLE, TrainConfig, check_resume, load_run_config
-from .train_data import (
+from .config import RESUME_MUTABLE, TrainConfig, check_resume, load_run_config
+from .data import (
     RunLog,
     TrainSet,
     ValSet,
@@ -481,8 +481,8 @@ def tune_thresholds(probs: Any, val: ValSet, cfg: TrainConfig, progress: bool = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgeseg.train ARGS`` == ``edgeseg train ARGS`` (for torchrun)."""
-    from .cli import main as cli_main
+    """``python -m edgeseg.training.train ARGS`` == ``edgeseg train ARGS`` (for torchrun)."""
+    from ..cli import main as cli_main
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .augment import AugmentConfig
-from .data import NormConfig
-from .errors import DataError, InputError
-from .model import UNetConfig
-from .postprocess import PostprocessConfig
-from .targets import NUM_CLASSES, TargetConfig
+from ..data import NormConfig
+from ..errors import DataError, InputError
+from ..model import UNetConfig
+from ..postprocess import PostprocessConfig
+from ..targets import NUM_CLASSES, TargetConfig
 
 __all__ = ["RESUME_MUTABLE", "TrainConfig", "load_run_config", "check_resume"]
 

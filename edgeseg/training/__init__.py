@@ -1,0 +1,1 @@
+"""edgeseg.training: the training wing (never imported by the runtime)."""
