@@ -108,11 +108,16 @@ class NormConfig(ConfigMixin):
     Attributes:
         p_low, p_high: percentiles (0..100) of the finite pixels mapped to 0 and 1.
         invert: "auto" (invert bright-background images), "never" or "always".
+        colour: "grey" (colour images become luminance, then the invert rule) or "hematoxylin"
+            (colour bright-background images -- H&E-like stains -- become their haematoxylin
+            optical density, :func:`edgeseg.stain.hematoxylin`: bright nuclei, never inverted;
+            grey images are unaffected). Artifacts without the key keep "grey".
     """
 
     p_low: float = 1.0
     p_high: float = 99.8
     invert: str = "auto"
+    colour: str = "grey"
 
     def __post_init__(self) -> None:
         for name in ("p_low", "p_high"):
@@ -126,6 +131,9 @@ class NormConfig(ConfigMixin):
         if self.invert not in ("auto", "never", "always"):
             raise InputError(f"NormConfig.invert must be 'auto', 'never' or 'always', got "
                              f"{self.invert!r}.")
+        if self.colour not in ("grey", "hematoxylin"):
+            raise InputError(f"NormConfig.colour must be 'grey' or 'hematoxylin', got "
+                             f"{self.colour!r}.")
 
 
 
@@ -151,6 +159,25 @@ class NormInfo:
                              f"{d!r} ({exc}).") from None
 
 
+def _intensity(image: np.ndarray, cfg: NormConfig) -> tuple[np.ndarray, bool]:
+    """The float32 H x W intensity that :func:`normalize` scales, and whether it is the
+    haematoxylin channel of a stained image (``cfg.colour == "hematoxylin"``, a colour image,
+    bright background)."""
+    grey = to_grey(image)
+    arr = np.asarray(image)
+    if cfg.colour != "hematoxylin" or arr.ndim != 3 or arr.shape[2] < 3 \
+            or image_kind(arr) != "stained":
+        return grey, False
+    vals = _finite_values(grey)
+    if not vals.size:
+        return grey, False
+    lo, med, hi = (float(v) for v in np.percentile(vals, _KIND_Q))
+    if not _bright_background(lo, med, hi):  # colour on a dark background: not an absorbing stain
+        return grey, False
+    from .stain import hematoxylin
+    return hematoxylin(arr), True
+
+
 def normalize(image: np.ndarray, cfg: NormConfig | None = None) -> tuple[np.ndarray, NormInfo]:
     """Scale an image to float32 [0, 1] grey with bright nuclei.
 
@@ -171,7 +198,7 @@ def normalize(image: np.ndarray, cfg: NormConfig | None = None) -> tuple[np.ndar
     cfg = NormConfig() if cfg is None else cfg
     if not isinstance(cfg, NormConfig):
         raise InputError(f"cfg must be a NormConfig or None, got {type(cfg).__name__}.")
-    grey = to_grey(image)
+    grey, stained = _intensity(image, cfg)
     vals = _finite_values(grey)
     if vals.size:
         q = np.percentile(vals, (cfg.p_low, cfg.p_high) + _KIND_Q)
@@ -180,7 +207,7 @@ def normalize(image: np.ndarray, cfg: NormConfig | None = None) -> tuple[np.ndar
     else:
         lo = hi = 0.0
         bright = False
-    inverted = cfg.invert == "always" or (cfg.invert == "auto" and bright)
+    inverted = cfg.invert == "always" or (cfg.invert == "auto" and bright and not stained)
     lo32, hi32 = np.float32(lo), np.float32(hi)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         span = hi32 - lo32  # in float32 so that a pixel equal to hi maps to exactly 1

@@ -164,8 +164,11 @@ class Segmenter:
 
     # -- inference ----------------------------------------------------------------------------
     def _preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, NormInfo]:
-        grey = to_grey(check_image(image))
-        norm, ninfo = normalize(grey, self.info.norm)
+        image = check_image(image)
+        grey = to_grey(image)
+        # colour is only kept where the model's preprocessing uses it (NormConfig.colour)
+        norm, ninfo = normalize(grey if self.info.norm.colour == "grey" else image,
+                                self.info.norm)
         return grey, norm, ninfo
 
     def _probabilities(self, norm: np.ndarray) -> tuple[np.ndarray, int]:

@@ -13,7 +13,8 @@ _OVERRIDES = {
     "steps": "steps", "batch_size": "batch_size", "crop": "crop", "width": "model__width",
     "depth": "model__depth", "lr": "lr", "warmup_steps": "warmup_steps", "val_every": "val_every", "ckpt_every": "ckpt_every",
     "log_every": "log_every", "seed": "seed", "val_fraction": "val_fraction",
-    "max_images": "max_images",
+    "max_images": "max_images", "split": "split_file", "init": "init",
+    "scale_min": "augment__scale_min", "scale_max": "augment__scale_max",
 }
 
 _EPILOG = """\
@@ -55,6 +56,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, help="seed of init, split and batches")
     p.add_argument("--val-fraction", type=float, help="fraction of images held out (per kind)")
     p.add_argument("--max-images", type=int, help="use a random subset of N images (0: all)")
+    p.add_argument("--split", metavar="FILE",
+                   help="train/val ids from this split file (e.g. training/splits/"
+                        "dsb2018_groups.json, the acquisition-group split) instead of a seeded one")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from these weights: 'default', a checkpoint or a run folder "
+                        "(fine-tuning; the width/depth must match)")
+    p.add_argument("--scale-min", type=float, help="smallest zoom of scale augmentation")
+    p.add_argument("--scale-max", type=float, help="largest zoom of scale augmentation")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="default: cuda if available")
     p.add_argument("--workers", type=int, default=0,

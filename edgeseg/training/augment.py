@@ -18,7 +18,8 @@ import numpy as np
 from .._config import ConfigMixin
 from ..errors import InputError
 
-__all__ = ["AugmentConfig", "augment_pair", "dihedral", "random_crop"]
+__all__ = ["AugmentConfig", "augment_labels", "augment_pair", "dihedral", "random_crop",
+           "scaled_crop"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class AugmentConfig(ConfigMixin):
         blur_sigma: largest blur sigma in px.
         noise_prob: probability of additive Gaussian noise with std ``U(0, noise_std)``.
         noise_std: largest noise std (in normalised units).
+        scale_min, scale_max: zoom factor ``exp(U(log scale_min, log scale_max))`` applied to
+            image and labels before the crop (nuclei appear that many times larger); the
+            3-class targets are re-encoded at the new scale. 1.0 / 1.0 disables it.
     """
 
     flips: bool = True
@@ -44,10 +48,23 @@ class AugmentConfig(ConfigMixin):
     blur_sigma: float = 1.5
     noise_prob: float = 0.3
     noise_std: float = 0.05
+    scale_min: float = 1.0
+    scale_max: float = 1.0
+
+    @property
+    def rescales(self) -> bool:
+        return (self.scale_min, self.scale_max) != (1.0, 1.0)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.scale_min, (int, float)) and isinstance(self.scale_max, (int, float))
+                and 0.1 <= self.scale_min <= self.scale_max <= 10.0):
+            raise InputError(f"AugmentConfig needs 0.1 <= scale_min <= scale_max <= 10, got "
+                             f"scale_min={self.scale_min!r}, scale_max={self.scale_max!r}; e.g. "
+                             "0.4 and 2.5 (1.0 and 1.0: off).")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name.startswith("scale_"):
+                continue
             if f.name == "flips":
                 if not isinstance(v, bool):
                     raise InputError(f"AugmentConfig.flips must be true/false, got {v!r}")
@@ -95,6 +112,11 @@ def augment_pair(image: np.ndarray, target: np.ndarray, crop: int, cfg: AugmentC
         img, tgt = dihedral(img, k), dihedral(tgt, k)
     img = np.array(img, dtype=np.float32)  # contiguous float32 copy
     tgt = np.ascontiguousarray(tgt, dtype=np.uint8)
+    return _photometric(img, cfg, rng), tgt
+
+
+def _photometric(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Gamma, intensity scale/shift, blur and noise (in place on a float32 copy)."""
     u = rng.random(7)  # always draw the same number of values
     if cfg.gamma > 0:
         g = math.exp((2 * u[0] - 1) * math.log1p(cfg.gamma))
@@ -111,4 +133,45 @@ def augment_pair(image: np.ndarray, target: np.ndarray, crop: int, cfg: AugmentC
         std = u[6] * cfg.noise_std
         noise_rng = np.random.default_rng(rng.integers(2**63))
         img += noise_rng.standard_normal(img.shape, dtype=np.float32) * np.float32(std)
-    return img, tgt
+    return img
+
+
+def scaled_crop(image: np.ndarray, labels: np.ndarray, size: int, scale: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size x size`` crop of the image zoomed by ``scale`` (area / linear interpolation for
+    the image, nearest for the labels). The source window is ``size / scale`` px at a uniform
+    position; where the image is smaller, it is zero-padded (not reflected: mirrored nuclei
+    would share an id)."""
+    h, w = image.shape
+    win = max(int(round(size / scale)), 2)
+    ph, pw = max(win - h, 0), max(win - w, 0)
+    if ph or pw:
+        top, left = int(rng.integers(ph + 1)), int(rng.integers(pw + 1))
+        pads = (top, ph - top, left, pw - left)
+        image = cv2.copyMakeBorder(np.asarray(image, np.float32), *pads, cv2.BORDER_CONSTANT,
+                                   value=0)
+        labels = cv2.copyMakeBorder(np.asarray(labels, np.int32), *pads, cv2.BORDER_CONSTANT,
+                                    value=0)
+        h, w = image.shape
+    y = int(rng.integers(h - win + 1))
+    x = int(rng.integers(w - win + 1))
+    img = np.asarray(image[y:y + win, x:x + win], np.float32)
+    lab = np.ascontiguousarray(labels[y:y + win, x:x + win], np.int32)
+    interp = cv2.INTER_AREA if win > size else cv2.INTER_LINEAR
+    img = cv2.resize(img, (size, size), interpolation=interp)
+    lab = cv2.resize(lab.astype(np.float32), (size, size), interpolation=cv2.INTER_NEAREST)
+    return img, lab.astype(np.int32)
+
+
+def augment_labels(image: np.ndarray, labels: np.ndarray, crop: int, cfg: AugmentConfig,
+                   rng: np.random.Generator, encode_fn) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`augment_pair` with scale augmentation: zoom + crop the image and its instance
+    labels, then ``encode_fn(labels)`` gives the 3-class target at the new scale."""
+    s = math.exp(rng.uniform(math.log(cfg.scale_min), math.log(cfg.scale_max)))
+    img, lab = scaled_crop(image, labels, crop, s, rng)
+    k = int(rng.integers(8))
+    if cfg.flips:
+        img, lab = dihedral(img, k), dihedral(lab, k)
+    img = np.array(img, dtype=np.float32)
+    tgt = np.ascontiguousarray(encode_fn(np.ascontiguousarray(lab)), dtype=np.uint8)
+    return _photometric(img, cfg, rng), tgt

@@ -42,10 +42,12 @@ class TrainConfig:
     """
 
     model: UNetConfig = field(default_factory=UNetConfig)
-    norm: NormConfig = field(default_factory=NormConfig)
+    # the recipe: stained images as their haematoxylin channel, scale augmentation 0.4x-2.5x
+    norm: NormConfig = field(default_factory=lambda: NormConfig(colour="hematoxylin"))
     targets: TargetConfig = field(default_factory=TargetConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: AugmentConfig = field(
+        default_factory=lambda: AugmentConfig(scale_min=0.4, scale_max=2.5))
     steps: int = 16000
     batch_size: int = 4
     crop: int = 256
@@ -65,6 +67,8 @@ class TrainConfig:
     tune_seed_thresholds: tuple = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     tune_fg_thresholds: tuple = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     tune_min_sizes: tuple = (0, 8, 16, 32, 48, 64)
+    split_file: str = ""  # train/val ids from this split file (e.g. the group split); "" = seeded
+    init: str = ""  # start from these weights ("default", a checkpoint or run folder); "" = random
 
     def __post_init__(self) -> None:
         for name, cls in _NESTED.items():

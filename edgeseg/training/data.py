@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_open, atomic_write_text
-from .augment import AugmentConfig, augment_pair
+from .augment import AugmentConfig, augment_labels, augment_pair
 from ..data import (
     IMAGE_KINDS,
     NormConfig,
@@ -55,6 +55,7 @@ __all__ = [
     "ValSet",
     "default_data_dir",
     "iter_batches",
+    "copy_split",
     "load_run_split",
     "make_batch",
     "make_split",
@@ -101,6 +102,16 @@ def make_split(data_dir: Path, split_path: Path, *, val_fraction: float, seed: i
     return train, val, kinds
 
 
+def copy_split(source: Path, split_path: Path) -> None:
+    """Use a prepared split file (e.g. the group split of :mod:`edgeseg.training.groups`) as the
+    run's ``split.json`` (validated with :func:`edgeseg.data.load_split`)."""
+    obj = load_split(source)
+    obj["source"] = str(source)
+    save_split(split_path, obj.pop("train"), obj.pop("val"), **obj)
+    log.info("split: %d train, %d val images from %s", len(load_split(split_path)["train"]),
+             len(load_split(split_path)["val"]), source)
+
+
 def load_run_split(split_path: Path, data_dir: Path | None) -> tuple[list[Sample], list[Sample],
                                                                     dict[str, str], Path]:
     """Reload a run's split; the data folder defaults to the one recorded in the split file.
@@ -125,10 +136,12 @@ class TrainSet:
     """Normalised training images (float16) and encoded targets (uint8), held in memory."""
 
     def __init__(self, samples: Sequence[Sample], norm: NormConfig, targets: TargetConfig,
-                 progress: bool = False) -> None:
+                 progress: bool = False, keep_labels: bool = False) -> None:
         self.ids: list[str] = []
         self.images: list[np.ndarray] = []
         self.targets: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []  # instance labels, kept for scale augmentation
+        self.target_cfg = targets
         for s in _tqdm(samples, progress, desc="load train", unit="img"):
             image, _ = normalize(s.image(), norm)
             labels = s.labels()
@@ -137,7 +150,10 @@ class TrainSet:
                                 "differ in size; fix the label file.")
             self.ids.append(s.id)
             self.images.append(image.astype(np.float16))
-            self.targets.append(encode(labels, targets))
+            if keep_labels:  # targets are encoded per crop, after zooming
+                self.labels.append(labels.astype(np.uint16 if labels.max() < 65536 else np.int32))
+            else:
+                self.targets.append(encode(labels, targets))
         if not self.ids:
             raise DataError("no training images; check the dataset folder and the split.")
 
@@ -146,7 +162,7 @@ class TrainSet:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.images) + sum(a.nbytes for a in self.targets)
+        return sum(a.nbytes for a in self.images + self.targets + self.labels)
 
 
 def make_batch(data: TrainSet, *, seed: int, step: int, rank: int, batch_size: int, crop: int,
@@ -160,7 +176,11 @@ def make_batch(data: TrainSet, *, seed: int, step: int, rank: int, batch_size: i
     x = np.empty((batch_size, 1, crop, crop), np.float32)
     y = np.empty((batch_size, crop, crop), np.int64)
     for b, i in enumerate(idx):
-        x[b, 0], y[b] = augment_pair(data.images[i], data.targets[i], crop, augment, rng)
+        if augment.rescales:
+            x[b, 0], y[b] = augment_labels(data.images[i], data.labels[i], crop, augment, rng,
+                                           lambda lab: encode(lab, data.target_cfg))
+        else:
+            x[b, 0], y[b] = augment_pair(data.images[i], data.targets[i], crop, augment, rng)
     return x, y
 
 

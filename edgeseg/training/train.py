@@ -69,6 +69,7 @@ from .data import (
     ValSet,
     iter_batches,
     load_run_split,
+    copy_split,
     make_split,
     score_probs,
     tune_postprocess,
@@ -196,12 +197,16 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
         if not split_path.is_file():
             if data_dir is None:
                 raise InputError("no dataset given: pass --data DIR (images + labels).")
-            make_split(Path(data_dir).resolve(), split_path, val_fraction=cfg.val_fraction,
-                       seed=cfg.seed, max_images=cfg.max_images)
+            if cfg.split_file:
+                copy_split(Path(cfg.split_file), split_path)
+            else:
+                make_split(Path(data_dir).resolve(), split_path, val_fraction=cfg.val_fraction,
+                           seed=cfg.seed, max_images=cfg.max_images)
     d.barrier()
     train_s, val_s, kinds, data_dir = load_run_split(split_path, data_dir)
     t = time.perf_counter()
-    data = TrainSet(train_s, cfg.norm, cfg.targets, progress=progress and d.main)
+    data = TrainSet(train_s, cfg.norm, cfg.targets, progress=progress and d.main,
+                    keep_labels=cfg.augment.rescales)
     val = ValSet.load(val_s, kinds, cfg.norm, progress=progress and d.main) if d.main else None
     log.info("loaded %d train images (%.0f MB) and %d val images in %.1f s", len(data),
              data.nbytes / 2**20, len(val_s), time.perf_counter() - t)
@@ -214,6 +219,8 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
     run = _Run(cfg, run_dir, dev, d, data, val, card, progress)
     if resume and (run_dir / "last.pt").is_file():
         run.restore(load_checkpoint(run_dir / "last.pt"))
+    elif cfg.init:
+        run.init_from(load_checkpoint(cfg.init))
     stop = [False]
     old: dict = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
@@ -290,6 +297,16 @@ class _Run:
         self.runlog.load(upto=self.step)
         log.info("resuming %s at step %d/%d (best val DSB %.4f at step %d)", self.run_dir,
                  self.step, self.cfg.steps, self.best, self.best_step)
+
+    def init_from(self, ckpt: Any) -> None:
+        """Start from another model's weights (fine-tuning); the architecture must match."""
+        if ckpt.model_config != self.cfg.model:
+            raise InputError(f"--init {ckpt.path} is a {ckpt.model_config.to_dict()} U-Net but "
+                             f"this run trains {self.cfg.model.to_dict()}; pass the same --width/"
+                             "--depth or another --init model.")
+        self.model.load_state_dict(ckpt.state_dict)
+        self.card["init"] = {"model": str(self.cfg.init), "path": str(ckpt.path)}
+        log.info("initialised from %s", ckpt.path)
 
     def wall_s(self) -> float:
         return self.wall0 + time.perf_counter() - self.t0
