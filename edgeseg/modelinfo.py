@@ -61,6 +61,15 @@ class ModelInfo:
         if not isinstance(self.multiple, int) or self.multiple < 1:
             raise ModelError(f"multiple must be a positive integer, got {self.multiple!r}")
 
+    @property
+    def diameter(self) -> float:
+        """The median nucleus diameter (px) of the training data, which ``Segmenter(diameter=)``
+        rescales frames to (model card ``nucleus_diameter``; 17.8 px, DSB2018's, when absent)."""
+        from .sizing import DEFAULT_DIAMETER
+
+        d = self.model_card.get("nucleus_diameter")
+        return float(d) if isinstance(d, (int, float)) and d > 0 else DEFAULT_DIAMETER
+
     def replace(self, **changes: Any) -> "ModelInfo":
         return replace(self, **changes)
 

@@ -30,6 +30,9 @@ from .data import NormInfo, normalize, to_grey
 from .errors import InputError
 from .modelinfo import ModelInfo
 from .postprocess import InstanceTable, PostprocessConfig, instance_table, label_instances
+from .sizing import (SizeEstimate, check_diameter, estimate_diameter, resize_image,
+                     resize_probabilities, scaled_postprocess, zoom_for)
+from .tta import average_dihedral
 from .tiling import pad_to_multiple, run_tiled, tile_grid
 
 __all__ = ["Segmenter", "Result"]
@@ -51,6 +54,8 @@ class Result:
         timings: milliseconds per stage: preprocess, infer, postprocess, total.
         norm: the normalisation applied (percentiles, whether the image was inverted).
         tiles: number of network tiles (1 when the frame went through whole).
+        zoom: the zoom the frame went through the network at (size control; 1.0 = as it is).
+        diameter: the nucleus diameter (px) size control used: given, calibrated or estimated.
     """
 
     labels: np.ndarray
@@ -59,6 +64,8 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     norm: NormInfo | None = None
     tiles: int = 1
+    zoom: float = 1.0
+    diameter: float | None = None
 
     @property
     def count(self) -> int:
@@ -98,6 +105,12 @@ class Segmenter:
         batch_size: tiles per network call (default 4, or the engine profile's largest batch).
         backend_options: passed to the backend (e.g. ``precision="fp16"`` for torch on CUDA,
             ``providers=[...]`` or ``threads=N`` for ONNX Runtime).
+        diameter: size control (:mod:`edgeseg.sizing`): None (frames as they are), a nucleus
+            diameter in px (frames are rescaled so nuclei match the model's training diameter,
+            labels come back at the frame's size), or "auto" (estimated per frame by consensus
+            across zooms; :meth:`calibrate_size` estimates it once for a stream instead).
+        tta: test-time augmentation: average the probabilities of the 8 flips / 90-degree
+            rotations (8x the network time; for offline analysis, not live use).
         **thresholds: overrides of the model's post-processing thresholds
             (``seed_threshold``, ``fg_threshold``, ``min_size``, ``fill_holes``, ``max_grow``).
     """
@@ -112,8 +125,13 @@ class Segmenter:
         overlap: int | None = None,
         batch_size: int | None = None,
         backend_options: dict[str, Any] | None = None,
+        diameter: float | str | None = None,
+        tta: bool = False,
         **thresholds: Any,
     ) -> None:
+        diameter = check_diameter(diameter)
+        if not isinstance(tta, bool):
+            raise InputError(f"tta must be True or False, got {tta!r}")
         self._backend: Backend = open_backend(model, backend, device, **(backend_options or {}))
         info = self._backend.info
         # A TensorRT engine only takes shapes inside its optimisation profile (min, opt, max).
@@ -140,6 +158,9 @@ class Segmenter:
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.postprocess: PostprocessConfig = info.postprocess.with_overrides(**thresholds)
         self.model = str(model)
+        self.diameter: float | str | None = diameter
+        self.tta = tta
+        self.last_size: SizeEstimate | None = None  # the latest "auto" estimate
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -172,6 +193,11 @@ class Segmenter:
         return grey, norm, ninfo
 
     def _probabilities(self, norm: np.ndarray) -> tuple[np.ndarray, int]:
+        if not self.tta:
+            return self._network(norm)
+        return average_dihedral(norm, self._network)
+
+    def _network(self, norm: np.ndarray) -> tuple[np.ndarray, int]:
         h, w = norm.shape
         m = self.info.multiple
         if max(h, w) <= self.tile:
@@ -194,6 +220,8 @@ class Segmenter:
 
     def segment(self, image: np.ndarray, *, probabilities: bool = False) -> Result:
         """Segment one frame (H x W or H x W x C; uint8, uint16 or float32)."""
+        if self.diameter is not None:
+            return self._segment_sized(check_image(image), probabilities)
         t: dict[str, float] = {}
         t0 = time.perf_counter()
         grey, norm, ninfo = self._preprocess(image)
@@ -203,9 +231,72 @@ class Segmenter:
         t["preprocess"], t["infer"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         return self._finish(grey, probs, ninfo, tiles, t, probabilities)
 
+    # -- size control -------------------------------------------------------------------------
+    def _zoomed(self, image: np.ndarray, zoom: float) -> tuple[np.ndarray, NormInfo, int, dict]:
+        """Probabilities (at the zoomed size) of the frame zoomed by ``zoom``."""
+        t0 = time.perf_counter()
+        small = image if zoom == 1.0 else resize_image(image, zoom)
+        _, norm, ninfo = self._preprocess(small)
+        t1 = time.perf_counter()
+        probs, tiles = self._probabilities(norm)
+        t2 = time.perf_counter()
+        return probs, ninfo, tiles, {"preprocess": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3}
+
+    def estimate_size(self, image: np.ndarray) -> SizeEstimate:
+        """The nucleus diameter of one frame by consensus across zooms (:mod:`edgeseg.sizing`)."""
+        image = check_image(image)
+        return self._estimate(image, {})[0]
+
+    def _estimate(self, image: np.ndarray, cache: dict) -> tuple[SizeEstimate, dict]:
+        def labels_at(zoom: float) -> np.ndarray:
+            cache[zoom] = self._zoomed(image, zoom)
+            return label_instances(cache[zoom][0], self.postprocess)
+        return estimate_diameter(labels_at, self.info.diameter), cache
+
+    def calibrate_size(self, frames: Iterable[np.ndarray]) -> float:
+        """Estimate the nucleus diameter once from a few frames (median of the per-frame
+        estimates) and keep it: later frames are rescaled without paying for an estimate.
+        Returns the diameter in px; raises InputError when no frame shows enough nuclei."""
+        found = [e.diameter for e in (self.estimate_size(f) for f in frames)
+                 if e.diameter is not None]
+        if not found:
+            raise InputError("calibrate_size: no frame showed enough nuclei to estimate their "
+                             "size; pass frames with nuclei, or set diameter=<px> yourself.")
+        self.diameter = float(np.median(found))
+        log.info("calibrated nucleus diameter: %.1f px from %d frames", self.diameter, len(found))
+        return self.diameter
+
+    def _segment_sized(self, image: np.ndarray, keep_probs: bool) -> Result:
+        t0 = time.perf_counter()
+        cache: dict = {}
+        size = self.diameter
+        if size == "auto":
+            est, cache = self._estimate(image, cache)
+            self.last_size = est
+            size = est.diameter
+        zoom = 1.0 if size is None else zoom_for(self.info.diameter, float(size))
+        probs, ninfo, tiles, t = cache.get(zoom) or self._zoomed(image, zoom)
+        h, w = image.shape[:2]
+        if zoom != 1.0:
+            probs = resize_probabilities(probs, (h, w))
+        t["preprocess"] = t["preprocess"] + ((time.perf_counter() - t0) * 1e3
+                                             - t["preprocess"] - t["infer"])  # estimate: pre
+        grey = to_grey(image)
+        t1 = time.perf_counter()
+        pp = scaled_postprocess(self.postprocess, zoom)
+        labels = label_instances(probs, pp)
+        table = instance_table(labels, probs, grey)
+        t["postprocess"] = (time.perf_counter() - t1) * 1e3
+        t["total"] = t["preprocess"] + t["infer"] + t["postprocess"]
+        return Result(labels=labels, instances=table, probabilities=probs if keep_probs else None,
+                      timings=t, norm=ninfo, tiles=tiles, zoom=zoom,
+                      diameter=None if size is None else float(size))
+
     def segment_batch(self, images: Iterable[np.ndarray], *, probabilities: bool = False) -> list[Result]:
         """Segment several frames; frames of one padded size share network calls."""
         images = list(images)
+        if self.diameter is not None or self.tta:  # per-frame sizes: one frame at a time
+            return [self.segment(im, probabilities=probabilities) for im in images]
         t0 = time.perf_counter()
         prepared = [self._preprocess(im) for im in images]
         pre = (time.perf_counter() - t0) * 1e3 / max(len(images), 1)

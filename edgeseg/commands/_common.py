@@ -16,6 +16,12 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
                    help="never silently replaced: an unavailable device is an error (default: %(default)s)")
     p.add_argument("--tile", type=int, default=None,
                    help="tile frames larger than this (px; default 1024, or the engine profile's maximum)")
+    p.add_argument("--diameter", default=None, metavar="PX|auto",
+                   help="nucleus diameter in px (frames are rescaled to the model's training "
+                        "size), 'auto' (estimated per image), or 'none' (frames as they are; "
+                        "default: %(default)s)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average 8 flips/rotations (8x network time)")
     p.add_argument("--seed-threshold", type=float, default=None, help="override the model's seed threshold")
     p.add_argument("--fg-threshold", type=float, default=None, help="override the model's foreground threshold")
     p.add_argument("--min-size", type=int, default=None, help="override the model's minimum instance size (px)")
@@ -26,7 +32,10 @@ def make_segmenter(args: argparse.Namespace) -> Any:
 
     overrides = {k: v for k, v in (("seed_threshold", args.seed_threshold), ("fg_threshold", args.fg_threshold),
                                    ("min_size", args.min_size)) if v is not None}
-    return Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile, **overrides)
+    diameter = getattr(args, "diameter", None)
+    diameter = None if diameter in (None, "none") else diameter
+    return Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile,
+                     diameter=diameter, tta=bool(getattr(args, "tta", False)), **overrides)
 
 
 def expand_images(items: Sequence[str]) -> list[Path]:

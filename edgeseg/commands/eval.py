@@ -16,6 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="'val': only the model's validation images, as its model card lists them")
     p.add_argument("--ids", default=None, help="a split.json (train/val id lists) or a text file of ids")
     p.add_argument("--json", default=None, help="write the overall figures and per-image rows here")
+    p.add_argument("--scales", default="1", metavar="Z[,Z...]",
+                   help="scale-shift check: also score copies of the images and labels resized "
+                        "by these zooms, e.g. 0.5,1,2 (another objective; default: %(default)s)")
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -36,6 +39,19 @@ def _ids_from_file(path: str, subset: str) -> list[str]:
     return [line.strip() for line in p.read_text().splitlines() if line.strip()]
 
 
+def _zooms(text: str) -> list[float]:
+    from ..errors import InputError
+
+    try:
+        zooms = [float(z) for z in text.split(",") if z.strip()]
+    except ValueError:
+        zooms = []
+    if not zooms or any(not 0.05 <= z <= 8 for z in zooms):
+        raise InputError(f"--scales takes zoom factors in [0.05, 8] separated by commas, got "
+                         f"{text!r}; e.g. --scales 0.5,1,2")
+    return sorted(set(zooms), key=lambda z: (z != 1.0, z))
+
+
 def run(args: argparse.Namespace) -> int:
     from .._atomic import atomic_write_json
     from ..data import load_dataset
@@ -53,8 +69,19 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"{len(missing)} of the {len(ids)} requested images are not in {args.data} "
                             f"(first: {missing[0]}); point --data at the dataset the model was trained on")
         samples = [by_id[i] for i in ids]
-    report = evaluate(seg, samples, progress=lambda xs: progress(xs, args.progress, unit="image", desc="eval"))
-    report.update({"model": args.model, "backend": seg.backend, "device": seg.device,
+    zooms = _zooms(args.scales)
+    reports = {z: evaluate(seg, samples, zoom=z,
+                           progress=lambda xs, z=z: progress(xs, args.progress, unit="image",
+                                                             desc=f"eval x{z:g}"))
+               for z in zooms}
+    report = dict(reports[1.0] if 1.0 in reports else reports[zooms[0]])
+    if len(zooms) > 1 or zooms[0] != 1.0:
+        base = reports.get(1.0, {}).get("dsb_score")
+        report["scale_shift"] = {
+            f"{z:g}": {"dsb_score": r["dsb_score"], "per_kind": r["per_kind"],
+                       "ratio_to_1x": (r["dsb_score"] / base) if base else None,
+                       "images": r["images"]} for z, r in reports.items()}
+    report.update({"diameter": seg.diameter, "tta": seg.tta, "model": args.model, "backend": seg.backend, "device": seg.device,
                    "precision": seg.precision, "data": str(args.data), "subset": args.subset,
                    "postprocess": seg.postprocess.to_dict()})
     for kind, k in report["per_kind"].items():
@@ -62,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"edgeseg eval: {report['n_images']} images, DSB2018 score {report['dsb_score']:.4f}, "
           f"AP@0.5 {report['ap50']:.4f}, F1@0.5 {report['f1_50']:.4f} "
           f"({seg.backend}/{seg.device}/{seg.precision}, {report['wall_s']:.1f} s)")
+    for z, r in report.get("scale_shift", {}).items():
+        ratio = r["ratio_to_1x"]
+        print(f"  scale x{z:4s} DSB {r['dsb_score']:.4f}"
+              + (f"  ({ratio:.3f} x unshifted)" if ratio is not None else "")
+              + "  " + ", ".join(f"{k} {v['dsb_score']:.3f}" for k, v in r["per_kind"].items()))
     if args.json:
         atomic_write_json(args.json, report)
     return 0

@@ -21,6 +21,7 @@ _EPILOG = """\
 examples:
   edgeseg train --data ../shared/data/dsb2018/stage1_train --out runs/r1 --steps 20000
   edgeseg train --resume runs/r1                 # continue exactly where it stopped
+  edgeseg train --init default --data MY_DIR --out runs/mine   # adapt to your microscope
   torchrun --nproc_per_node=4 $(which edgeseg) train --data DIR --out runs/r2 --device cuda
 
 Hyper-parameters not given take the TrainConfig defaults (new run) or the run's config.json
@@ -104,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("edgeseg train needs --out RUN_DIR (a new run folder) or "
                              "--resume RUN_DIR (an existing one).")
         run_dir = args.out
-        cfg = TrainConfig().replace(**overrides)
+        if args.init:  # fine-tuning: the base model's architecture and preprocessing
+            from ..checkpoint import load_checkpoint
+            from ..training.config import finetune_config
+
+            cfg = finetune_config(load_checkpoint(args.init), **overrides)
+        else:
+            cfg = TrainConfig().replace(**overrides)
         data = args.data
         if data is None:
             data = default_data_dir()

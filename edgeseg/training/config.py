@@ -23,7 +23,8 @@ from ..model import UNetConfig
 from ..postprocess import PostprocessConfig
 from ..targets import NUM_CLASSES, TargetConfig
 
-__all__ = ["RESUME_MUTABLE", "TrainConfig", "load_run_config", "check_resume"]
+__all__ = ["RESUME_MUTABLE", "TrainConfig", "load_run_config", "check_resume",
+           "finetune_config"]
 
 # Fields that may differ on --resume: they change what is logged/saved, not the weights.
 RESUME_MUTABLE = frozenset({"val_every", "ckpt_every", "log_every"})
@@ -175,3 +176,20 @@ def check_resume(stored: TrainConfig, asked: TrainConfig, run_dir: Path) -> None
             "reproduce the same run: the LR schedule spans 'steps' and the batches derive from "
             f"the seed, so only {', '.join(sorted(RESUME_MUTABLE))} may change. Drop the other "
             "options, or start a new run with --out.")
+
+
+def finetune_config(base: Any, init: str, **overrides: Any) -> TrainConfig:
+    """The fine-tuning recipe ("adapt to your microscope"): start from ``init`` (a loaded
+    :class:`~edgeseg.checkpoint.Checkpoint` ``base``) with its architecture, preprocessing and
+    class encoding; a short schedule (600 steps) at a low learning rate (2e-4, 30 warm-up steps),
+    strong augmentation (scale 0.5x-2x, stronger intensity/blur/noise), a quarter of the images
+    for validation, every 100 steps. ``overrides`` are ``TrainConfig.replace`` keys."""
+    recipe = TrainConfig(
+        model=base.model_config, norm=NormConfig.from_dict(base.norm_config),
+        targets=TargetConfig.from_dict(base.target_config),
+        postprocess=PostprocessConfig.from_dict(base.postprocess_config),
+        augment=AugmentConfig(intensity_scale=0.3, intensity_shift=0.15, gamma=0.7,
+                              blur_prob=0.3, noise_prob=0.4, scale_min=0.5, scale_max=2.0),
+        steps=600, lr=2e-4, warmup_steps=30, val_fraction=0.25, val_every=100, ckpt_every=50,
+        log_every=10, init=init)
+    return recipe.replace(**overrides)

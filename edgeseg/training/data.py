@@ -142,6 +142,7 @@ class TrainSet:
         self.targets: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []  # instance labels, kept for scale augmentation
         self.target_cfg = targets
+        self.diameters: list[float] = []  # median nucleus diameter (px) of each image
         for s in _tqdm(samples, progress, desc="load train", unit="img"):
             image, _ = normalize(s.image(), norm)
             labels = s.labels()
@@ -150,6 +151,9 @@ class TrainSet:
                                 "differ in size; fix the label file.")
             self.ids.append(s.id)
             self.images.append(image.astype(np.float16))
+            _, areas = np.unique(labels[labels > 0], return_counts=True)
+            if areas.size:
+                self.diameters.append(float(np.median(2.0 * np.sqrt(areas / np.pi))))
             if keep_labels:  # targets are encoded per crop, after zooming
                 self.labels.append(labels.astype(np.uint16 if labels.max() < 65536 else np.int32))
             else:
@@ -159,6 +163,11 @@ class TrainSet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def nucleus_diameter(self) -> float:
+        """Median over images of the median nucleus diameter: the size the model learns."""
+        return float(np.median(self.diameters)) if self.diameters else 0.0
 
     @property
     def nbytes(self) -> int:

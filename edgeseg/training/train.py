@@ -215,7 +215,9 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
                      "max_images": cfg.max_images,
                      "val_kinds": {k: sum(kinds.get(s.id) == k for s in val_s)
                                    for k in sorted({kinds.get(s.id) for s in val_s})}},
-            "train_config": cfg.to_dict()}
+            "train_config": cfg.to_dict(),
+            # the size Segmenter(diameter=...) rescales nuclei to (scale augmentation around it)
+            "nucleus_diameter": round(data.nucleus_diameter, 2)}
     run = _Run(cfg, run_dir, dev, d, data, val, card, progress)
     if resume and (run_dir / "last.pt").is_file():
         run.restore(load_checkpoint(run_dir / "last.pt"))
