@@ -36,8 +36,22 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "opencv": cv2.__version__,
         "opencv_threads": cv2.getNumThreads(),
+        "cpu_flags": cpu_flags(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags that decide ONNX Runtime's int8 and float kernels (Linux /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith(("flags", "Features"))), [])
+    keep = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+            "avx512_bf16", "amx_int8", "asimd", "asimddp")
+    return [f for f in keep if f in flags]
 
 
 def time_ms(fn: Callable[[], Any], repeat: int = 20, warmup: int = 2) -> float:

@@ -54,11 +54,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cli_train_smoke(tiny: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    t = time.perf_counter()
     rc = cli.main(["train", "--data", str(tiny), "--out", str(run), "--steps", "6",
                    "--val-every", "3", "--ckpt-every", "3", "--log-every", "2", *TINY_ARGS])
     assert rc == 0
-    assert time.perf_counter() - t < 60
     for name in ("config.json", "split.json", "last.pt", "best.pt", "log.csv", "curves.png",
                  "model_card.json"):
         assert (run / name).is_file(), name
