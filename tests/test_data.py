@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import random
-import time
 import warnings
 from pathlib import Path
 
