@@ -161,20 +161,16 @@ class NormInfo:
 
 def _intensity(image: np.ndarray, cfg: NormConfig) -> tuple[np.ndarray, bool]:
     """The float32 H x W intensity that :func:`normalize` scales, and whether it is the
-    haematoxylin channel of a stained image (``cfg.colour == "hematoxylin"``, a colour image,
-    bright background)."""
+    haematoxylin channel of a stained image (``cfg.colour == "hematoxylin"``, a colour image of
+    an absorbing stain: :func:`edgeseg.stain.is_absorbing`)."""
     grey = to_grey(image)
     arr = np.asarray(image)
     if cfg.colour != "hematoxylin" or arr.ndim != 3 or arr.shape[2] < 3 \
             or image_kind(arr) != "stained":
         return grey, False
-    vals = _finite_values(grey)
-    if not vals.size:
+    from .stain import hematoxylin, is_absorbing
+    if not is_absorbing(arr):  # colour on a dark background: fluorescence, not a stain
         return grey, False
-    lo, med, hi = (float(v) for v in np.percentile(vals, _KIND_Q))
-    if not _bright_background(lo, med, hi):  # colour on a dark background: not an absorbing stain
-        return grey, False
-    from .stain import hematoxylin
     return hematoxylin(arr), True
 
 

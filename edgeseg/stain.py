@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RGB_FROM_HED", "hematoxylin"]
+__all__ = ["ABSORBING_MEDIAN", "RGB_FROM_HED", "hematoxylin", "is_absorbing"]
 
 # Rows: the RGB optical-density vectors of haematoxylin, eosin and DAB (skimage's rgb_from_hed).
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],
@@ -28,6 +28,22 @@ def _white_level(rgb: np.ndarray) -> float:
         return 65535.0
     finite = rgb[np.isfinite(rgb)]
     return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+ABSORBING_MEDIAN = 0.3  # median brightness (fraction of white) above which colour is a stain
+
+
+def is_absorbing(image: np.ndarray) -> bool:
+    """Whether a colour image shows an absorbing stain on a light field (bright-field H&E and
+    the like) rather than coloured fluorescence on a dark one: its median pixel is brighter than
+    :data:`ABSORBING_MEDIAN` of white. Unlike the bright-background rule of grey images this
+    holds when nuclei cover most of the field (dense tissue)."""
+    arr = np.asarray(image)
+    rgb = arr[::4, ::4, :3] if arr.shape[0] * arr.shape[1] > 1 << 18 else arr[..., :3]
+    white = _white_level(arr[..., :3])
+    vals = rgb.astype(np.float32).mean(axis=2)
+    vals = vals[np.isfinite(vals)]
+    return bool(vals.size) and float(np.median(vals)) >= ABSORBING_MEDIAN * white
 
 
 def hematoxylin(image: np.ndarray) -> np.ndarray:

@@ -66,3 +66,23 @@ def test_old_artifacts_keep_grey_and_bad_values_rejected():
     assert NormConfig.from_dict({"p_low": 1.0, "p_high": 99.8, "invert": "auto"}).colour == "grey"
     with pytest.raises(InputError, match="colour"):
         NormConfig(colour="rgb")
+
+
+def test_dense_tissue_still_uses_the_stain_and_dark_colour_does_not():
+    """Nuclei covering most of the field (the case the grey bright-background rule inverts
+    wrongly) still get the haematoxylin channel; colour fluorescence on black does not."""
+    from edgeseg.stain import is_absorbing
+    h, w = 64, 64
+    od = np.zeros((h, w, 3))
+    yy, xx = np.mgrid[:h, :w]
+    nuclei = ((yy % 32 - 16) ** 2 + (xx % 32 - 16) ** 2) < 15 ** 2  # ~70% of the field
+    od[nuclei] += 0.5 * RGB_FROM_HED[0]
+    rgb = (255 * 10 ** (-od)).round().clip(0, 255).astype(np.uint8)
+    assert nuclei.mean() > 0.5 and is_absorbing(rgb)
+    x, info = normalize(rgb, NormConfig(colour="hematoxylin"))
+    assert x[nuclei].mean() > x[~nuclei].mean() + 0.5 and not info.inverted
+    dark = np.zeros((h, w, 3), np.uint8)
+    dark[nuclei, 1] = 200  # green fluorescence
+    assert not is_absorbing(dark)
+    np.testing.assert_array_equal(normalize(dark, NormConfig(colour="hematoxylin"))[0],
+                                  normalize(dark, NormConfig())[0])
