@@ -4,6 +4,8 @@ A microscope camera delivers frames faster than a small device may segment them.
 therefore reads frames in a background thread that keeps only the newest one (``latest=True``):
 the segmentation always works on the freshest frame and latency stays bounded, while the frame
 count of dropped frames is reported. For files and tests, ``latest=False`` processes every frame.
+A source's error ends ``frames()`` with that error (in either mode); a camera that stops delivering
+is reopened a few times before that, and a video file shorter than its header says logs a warning.
 
     from edgeseg import Segmenter
     from edgeseg.live import LiveRunner, open_source
@@ -86,7 +88,7 @@ class VideoSource:
                  reconnect_delay: float = 0.5) -> None:
         self.target, self.is_camera = target, isinstance(target, int)
         self.name = f"camera {target}" if self.is_camera else Path(str(target)).name
-        self.frames, self._count, self._ended = frames, 0, False
+        self.frames, self._count, self._ended, self._closed = frames, 0, False, False
         self.reconnect_tries, self.reconnect_delay = reconnect_tries, reconnect_delay
         cap = self._open()
         if cap is None:
@@ -113,7 +115,7 @@ class VideoSource:
         return frame if ok and frame is not None else None
 
     def read(self) -> np.ndarray | None:
-        if self._ended or (self.frames is not None and self._count >= self.frames):
+        if self._ended or self._closed or (self.frames is not None and self._count >= self.frames):
             return None
         frame = self._next()
         if frame is None and self.is_camera:
@@ -128,8 +130,8 @@ class VideoSource:
         self._count += 1
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else frame
 
-    def _reconnect(self) -> np.ndarray:
-        """Reopen a camera that delivered no frame (bounded retries, growing delays)."""
+    def _reconnect(self) -> np.ndarray | None:
+        """Reopen a camera that delivered no frame (bounded retries, growing delays); None if closed."""
         waited = 0.0
         for attempt in range(1, self.reconnect_tries + 1):
             delay = min(self.reconnect_delay * 2 ** (attempt - 1), 5.0)
@@ -137,6 +139,8 @@ class VideoSource:
                         self.name, self._count, delay, attempt, self.reconnect_tries)
             time.sleep(delay)
             waited += delay
+            if self._closed:  # closed meanwhile (the stream was stopped): no reopening
+                return None
             self.cap.release()
             cap = self._open()
             if cap is not None:
@@ -150,6 +154,7 @@ class VideoSource:
                         "and power, and that no other program took it")
 
     def close(self) -> None:
+        self._closed = True
         self.cap.release()
 
     def __enter__(self) -> "VideoSource":

@@ -143,6 +143,19 @@ def test_camera_loss_in_newest_frame_mode_raises_in_the_consumer(fake_camera):
     assert isinstance(box.get("error"), DataError) and "could not be reopened" in str(box["error"])
 
 
+def test_closing_a_camera_stops_its_reconnect_attempts(fake_camera):
+    fake_camera.PLAN = [1]
+    cam = VideoSource(0, reconnect_tries=5, reconnect_delay=0.2)
+    assert cam.read() is not None
+    box: dict = {}
+    reader = threading.Thread(target=lambda: box.setdefault("frame", cam.read()))
+    reader.start()
+    cam.close()  # e.g. the stream was stopped while the camera was away
+    reader.join(10)
+    assert not reader.is_alive() and box["frame"] is None
+    assert fake_camera.openings == 1  # never reopened after close()
+
+
 def write_video(path, frames: int) -> None:
     src = SyntheticSource((64, 80), frames=frames, seed=1)
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (80, 64))
