@@ -4,6 +4,8 @@ A microscope camera delivers frames faster than a small device may segment them.
 therefore reads frames in a background thread that keeps only the newest one (``latest=True``):
 the segmentation always works on the freshest frame and latency stays bounded, while the frame
 count of dropped frames is reported. For files and tests, ``latest=False`` processes every frame.
+A source's error ends ``frames()`` with that error (in either mode); a camera that stops delivering
+is reopened a few times before that, and a video file shorter than its header says logs a warning.
 
     from edgeseg import Segmenter
     from edgeseg.live import LiveRunner, open_source
@@ -74,27 +76,85 @@ class SyntheticSource:
 
 
 class VideoSource:
-    """Frames from OpenCV's VideoCapture: a camera index or a video file (returned as RGB)."""
+    """Frames from OpenCV's VideoCapture: a camera index or a video file (returned as RGB).
 
-    def __init__(self, target: int | str, frames: int | None = None) -> None:
-        self.cap = cv2.VideoCapture(target)
-        if not self.cap.isOpened():
-            what = f"camera {target}" if isinstance(target, int) else f"video file {target}"
+    A video file that ends before the frame count its header declares (a truncated or damaged
+    file) logs a warning with both counts. A camera that stops delivering frames is reopened up
+    to ``reconnect_tries`` times, waiting ``reconnect_delay`` seconds before the first try and
+    twice as long before each next one (at most 5 s); then ``read`` raises :class:`DataError`.
+    """
+
+    def __init__(self, target: int | str, frames: int | None = None, reconnect_tries: int = 5,
+                 reconnect_delay: float = 0.5) -> None:
+        self.target, self.is_camera = target, isinstance(target, int)
+        self.name = f"camera {target}" if self.is_camera else Path(str(target)).name
+        self.frames, self._count, self._ended, self._closed = frames, 0, False, False
+        self.reconnect_tries, self.reconnect_delay = reconnect_tries, reconnect_delay
+        cap = self._open()
+        if cap is None:
+            what = f"camera {target}" if self.is_camera else f"video file {target}"
             raise DataError(f"could not open {what}; check that it exists and is not used by another "
                             "program (headless machines: use --source synthetic or a video file)")
-        self.frames, self._count = frames, 0
-        self.name = f"camera {target}" if isinstance(target, int) else Path(str(target)).name
+        self.cap = cap
+        declared = 0 if self.is_camera else int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.declared_frames: int | None = declared if declared > 0 else None  # the file header's count
+
+    def _open(self) -> Any:
+        cap = cv2.VideoCapture(self.target)
+        if cap.isOpened():
+            return cap
+        cap.release()
+        return None
+
+    def _next(self) -> np.ndarray | None:
+        try:
+            ok, frame = self.cap.read()
+        except cv2.error as exc:  # a backend failing mid-stream: treated like no frame
+            log.debug("%s: read failed: %s", self.name, exc)
+            return None
+        return frame if ok and frame is not None else None
 
     def read(self) -> np.ndarray | None:
-        if self.frames is not None and self._count >= self.frames:
+        if self._ended or self._closed or (self.frames is not None and self._count >= self.frames):
             return None
-        ok, frame = self.cap.read()
-        if not ok:
+        frame = self._next()
+        if frame is None and self.is_camera:
+            frame = self._reconnect()
+        if frame is None:  # end of the file
+            self._ended = True
+            if self.declared_frames is not None and self._count < self.declared_frames:
+                log.warning("%s ended after %d frames, but its header declares %d: the file is "
+                            "truncated or damaged; the frames after %d are lost", self.name,
+                            self._count, self.declared_frames, self._count)
             return None
         self._count += 1
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else frame
 
+    def _reconnect(self) -> np.ndarray | None:
+        """Reopen a camera that delivered no frame (bounded retries, growing delays); None if closed."""
+        waited = 0.0
+        for attempt in range(1, self.reconnect_tries + 1):
+            delay = min(self.reconnect_delay * 2 ** (attempt - 1), 5.0)
+            log.warning("%s delivered no frame after %d frames; reopening it in %.1f s (try %d of %d)",
+                        self.name, self._count, delay, attempt, self.reconnect_tries)
+            time.sleep(delay)
+            waited += delay
+            if self._closed:  # closed meanwhile (the stream was stopped): no reopening
+                return None
+            self.cap.release()
+            cap = self._open()
+            if cap is not None:
+                self.cap = cap
+                frame = self._next()
+                if frame is not None:
+                    log.warning("%s is back after %d tries", self.name, attempt)
+                    return frame
+        raise DataError(f"{self.name} stopped delivering frames after {self._count} frames and could not "
+                        f"be reopened ({self.reconnect_tries} tries over {waited:.1f} s); check its cable "
+                        "and power, and that no other program took it")
+
     def close(self) -> None:
+        self._closed = True
         self.cap.release()
 
     def __enter__(self) -> "VideoSource":
@@ -130,20 +190,37 @@ class LiveFrame:
 
 
 class LiveRunner:
-    """Segment a frame source; with ``latest=True`` always the newest frame (real time)."""
+    """Segment a frame source; with ``latest=True`` always the newest frame (real time).
+
+    An exception raised by ``source.read()`` ends :meth:`frames` with that exception, in the
+    thread that iterates (after the frames read before it), in both modes. :meth:`stop` ends
+    :meth:`frames` after the frame in progress; it is safe to call from a signal handler.
+    """
 
     def __init__(self, segmenter: Any, source: Any, latest: bool = True) -> None:
         self.seg, self.source, self.latest = segmenter, source, latest
         self._frame: np.ndarray | None = None
         self._seq = 0
         self._done = False
+        self._error: BaseException | None = None
+        self._stop = False
         self._cond = threading.Condition()
+
+    def stop(self) -> None:
+        """End :meth:`frames` after the frame in progress (no lock taken: signal-handler safe)."""
+        self._stop = True
 
     def _grab(self) -> None:
         while True:
-            frame = self.source.read()
+            try:
+                frame = self.source.read()
+            except BaseException as exc:  # handed over: frames() raises it in the consumer's thread
+                with self._cond:
+                    self._error, self._done = exc, True
+                    self._cond.notify_all()
+                return
             with self._cond:
-                if frame is None or self._done:
+                if frame is None or self._done or self._stop:
                     self._done = True
                     self._cond.notify_all()
                     return
@@ -151,9 +228,11 @@ class LiveRunner:
                 self._cond.notify_all()
 
     def frames(self) -> Iterator[LiveFrame]:
-        """Yield segmented frames until the source ends (or the caller stops iterating)."""
+        """Yield segmented frames until the source ends, :meth:`stop` is called, or the caller stops."""
         index, fps, t_prev = 0, 0.0, time.perf_counter()
         for frame, dropped in (self._newest() if self.latest else self._every()):
+            if self._stop:
+                return
             result = self.seg.segment(frame)
             now = time.perf_counter()
             rate = 1.0 / max(now - t_prev, 1e-9)
@@ -164,7 +243,7 @@ class LiveRunner:
 
     def _every(self) -> Iterator[tuple[np.ndarray, int]]:
         """Every frame of the source, in order: (frame, 0)."""
-        while (frame := self.source.read()) is not None:
+        while not self._stop and (frame := self.source.read()) is not None:
             yield frame, 0
 
     def _newest(self) -> Iterator[tuple[np.ndarray, int]]:
@@ -175,9 +254,13 @@ class LiveRunner:
         try:
             while True:
                 with self._cond:
-                    while self._seq == last_seq and not self._done:
-                        self._cond.wait(timeout=1.0)
-                    if self._seq == last_seq and self._done:
+                    while self._seq == last_seq and not self._done and not self._stop:
+                        self._cond.wait(timeout=0.25)
+                    if self._stop:
+                        return
+                    if self._seq == last_seq:  # the grabber ended and every frame was handed out
+                        if self._error is not None:
+                            raise self._error
                         return
                     frame, seq = self._frame, self._seq
                 dropped += seq - last_seq - 1
@@ -186,6 +269,8 @@ class LiveRunner:
         finally:
             with self._cond:
                 self._done = True
+            # Let a read in progress finish before the caller closes the source (bounded wait).
+            grabber.join(timeout=2.0)
 
 
 def check_display() -> None:

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                 if writer is None:
                     writer = cv2.VideoWriter(args.record, cv2.VideoWriter_fourcc(*"MJPG"), 10.0,
                                              (view.shape[1], view.shape[0]))
+                if not writer.isOpened():  # a missing or read-only folder: say so, record nothing
+                    raise SystemExit(f"cannot record to {args.record}: OpenCV could not open an "
+                                     "MJPG video writer there (does the folder exist and is it writable?)")
                 writer.write(view)
             if not args.no_display:
                 cv2.imshow("edgeseg", view)

@@ -25,14 +25,14 @@ def test_convert_then_predict(tmp_path, tiny_pt, capsys):
     assert main(["-q", "predict", str(d), "--model", str(onnx_path), "-o", str(out), "--device", "cpu"]) == 0
     summary = capsys.readouterr().out
     assert "2 images" in summary and "onnxruntime/cpu/fp32" in summary
-    for stem in ("a", "b"):
-        labels = cv2.imread(str(out / f"{stem}_labels.tif"), cv2.IMREAD_UNCHANGED)
+    for name in ("a.png", "b.tif"):
+        labels = cv2.imread(str(out / f"{name}.labels.tif"), cv2.IMREAD_UNCHANGED)
         assert labels.dtype == np.uint16 and labels.shape == (40, 50)
-        rows = list(csv.DictReader(open(out / f"{stem}_instances.csv")))
+        rows = list(csv.DictReader(open(out / f"{name}.instances.csv")))
         assert len(rows) == int(labels.max())
         if rows:
             assert {"id", "area", "centroid_y", "centroid_x", "intensity", "score"} <= set(rows[0])
-        assert (out / f"{stem}_overlay.png").is_file()
+        assert (out / f"{name}.overlay.png").is_file()
 
 
 def test_predict_errors(tmp_path, capsys):

@@ -1,29 +1,82 @@
-"""``edgeseg predict``: label TIFF, overlay PNG and instance CSV for each image."""
+"""``edgeseg predict``: label TIFF, overlay PNG and instance CSV for each image.
+
+Output names keep the input's full file name, extension included: ``OUT/a.png`` gives
+``OUT/a.png.labels.tif``, ``OUT/a.png.instances.csv`` and ``OUT/a.png.overlay.png``. Files of one
+folder have distinct names, so their outputs cannot collide, and a name depends on nothing but
+the input's name (stable across runs). Inputs from different folders that share a file name, or
+outputs that would land on an input, are refused before any work.
+
+A file that cannot be read or segmented is reported and skipped; the others are still written and
+the exit status is 1 with the list of failures (``--fail-fast``: stop at the first one). Images
+whose outputs all exist already (each is written atomically) are skipped unless ``--overwrite``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import sys
 import time
 from pathlib import Path
 
 from ._common import add_model_options, expand_images, make_segmenter, progress
 
 DESCRIPTION = "segment images: a 16-bit label TIFF, an overlay PNG and an instance CSV per image"
+EPILOG = """outputs: OUT/<image file name>.labels.tif, .instances.csv, .overlay.png (a.png -> a.png.labels.tif).
+A bad image is reported and skipped (exit status 1 at the end); images with all outputs present
+are skipped unless --overwrite.
+"""
+OUTPUT_KINDS = ("labels.tif", "instances.csv", "overlay.png")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help=DESCRIPTION, description=DESCRIPTION)
+    p = sub.add_parser("predict", help=DESCRIPTION, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="segment images again even when all their outputs exist (default: skip them)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first image that cannot be read or segmented (default: report it, go on)")
     add_model_options(p)
     p.set_defaults(run=run)
 
 
-def write_outputs(out: Path, stem: str, raw, result, overlay: bool = True) -> None:
-    """Write ``<stem>_labels.tif``, ``<stem>_instances.csv`` and ``<stem>_overlay.png`` atomically."""
+def output_paths(out: Path, image: Path, overlay: bool = True) -> dict[str, Path]:
+    """``{kind: path}`` of the outputs of ``image``: ``out / f"{image.name}.{kind}"``."""
+    kinds = OUTPUT_KINDS if overlay else OUTPUT_KINDS[:2]
+    return {kind: out / f"{image.name}.{kind}" for kind in kinds}
+
+
+def plan_outputs(paths: list[Path], out: Path, overlay: bool = True) -> list[tuple[Path, dict[str, Path]]]:
+    """Each distinct input with its output paths; DataError on a name clash or an output on an input."""
+    from ..errors import DataError
+
+    seen: dict[Path, Path] = {}
+    by_name: dict[str, Path] = {}
+    plan = []
+    for p in paths:
+        key = p.resolve()
+        if key in seen:  # the same file given twice (a folder and a file in it): once is enough
+            continue
+        seen[key] = p
+        if p.name in by_name:
+            raise DataError(f"{by_name[p.name]} and {p} share the file name {p.name!r}, so their outputs "
+                            f"would share names in {out}; run them with separate -o folders (or rename one)")
+        by_name[p.name] = p
+        plan.append((p, output_paths(out, p, overlay)))
+    for p, outs in plan:
+        for q in outs.values():
+            if q.resolve() in seen:
+                raise DataError(f"the output {q} of {p} would overwrite the input {seen[q.resolve()]}; "
+                                "choose another -o folder")
+    return plan
+
+
+def write_outputs(outs: dict[str, Path], raw, result) -> None:
+    """Write the outputs named in ``outs`` (see :func:`output_paths`), each atomically."""
     import cv2
     import numpy as np
 
@@ -35,17 +88,17 @@ def write_outputs(out: Path, stem: str, raw, result, overlay: bool = True) -> No
     if labels.max() <= np.iinfo(np.uint16).max:
         ok, tif = cv2.imencode(".tif", labels.astype(np.uint16))
         if not ok:
-            raise EdgesegError(f"OpenCV could not encode the label TIFF for {stem}")
-        atomic_write_bytes(out / f"{stem}_labels.tif", tif.tobytes())
+            raise EdgesegError(f"OpenCV could not encode the label TIFF {outs['labels.tif']}")
+        atomic_write_bytes(outs["labels.tif"], tif.tobytes())
     else:  # more ids than 16 bits hold: 32-bit TIFF through tifffile
         try:
             import tifffile
         except ImportError:
-            raise EdgesegError(f"{stem} has {labels.max()} instances, more than a 16-bit TIFF holds; "
+            raise EdgesegError(f"{outs['labels.tif']}: {labels.max()} instances, more than a 16-bit TIFF holds; "
                                "install tifffile to write 32-bit label TIFFs") from None
         buf = io.BytesIO()
         tifffile.imwrite(buf, labels.astype(np.uint32))
-        atomic_write_bytes(out / f"{stem}_labels.tif", buf.getvalue())
+        atomic_write_bytes(outs["labels.tif"], buf.getvalue())
     rows = result.instances.rows()
     text = io.StringIO()
     cols = ["id", "area", "centroid_y", "centroid_x", "y0", "x0", "y1", "x1", "intensity", "score"]
@@ -53,28 +106,50 @@ def write_outputs(out: Path, stem: str, raw, result, overlay: bool = True) -> No
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
-    atomic_write_text(out / f"{stem}_instances.csv", text.getvalue())
-    if overlay:
+    atomic_write_text(outs["instances.csv"], text.getvalue())
+    if "overlay.png" in outs:
         ok, png = cv2.imencode(".png", cv2.cvtColor(draw(raw, labels), cv2.COLOR_RGB2BGR))
-        atomic_write_bytes(out / f"{stem}_overlay.png", png.tobytes())
+        if not ok:
+            raise EdgesegError(f"OpenCV could not encode the overlay PNG {outs['overlay.png']}")
+        atomic_write_bytes(outs["overlay.png"], png.tobytes())
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import DataError, EdgesegError
     from ..segmenter import segment_files
 
-    paths = expand_images(args.images)
-    seg = make_segmenter(args)
     out = Path(args.out)
+    plan = plan_outputs(expand_images(args.images), out, overlay=not args.no_overlay)
+    todo = plan if args.overwrite else [(p, o) for p, o in plan if not all(q.is_file() for q in o.values())]
+    skipped = len(plan) - len(todo)
+    if not todo:
+        print(f"edgeseg predict: nothing to do, all {len(plan)} images have their outputs in {out}/ "
+              "(--overwrite to segment them again)")
+        return 0
+    seg = make_segmenter(args)
     out.mkdir(parents=True, exist_ok=True)
-    total, t0 = 0, time.perf_counter()
-    stems: dict[str, int] = {}
-    for path, raw, result in progress(segment_files(seg, paths), args.progress, total=len(paths),
-                                      unit="image", desc="predict"):
-        stem = path.stem if path.stem not in stems else f"{path.stem}_{stems[path.stem]}"
-        stems[path.stem] = stems.get(path.stem, 0) + 1
-        write_outputs(out, stem, raw, result, overlay=not args.no_overlay)
+    total, done, failed, t0 = 0, 0, [], time.perf_counter()
+    bar = progress(todo, args.progress, total=len(todo), unit="image", desc="predict")
+    say = getattr(bar, "write", None) or print  # tqdm.write keeps the progress bar intact
+    for path, outs in bar:
+        try:
+            _, raw, result = next(iter(segment_files(seg, [path])))
+        except (EdgesegError, OSError) as exc:
+            if args.fail_fast:
+                raise
+            failed.append(path)
+            say(f"edgeseg predict: {path} failed (going on with the others): {exc}", file=sys.stderr)
+            continue
+        write_outputs(outs, raw, result)
         total += result.count
+        done += 1
     wall = time.perf_counter() - t0
-    print(f"edgeseg predict: {len(paths)} images, {total} nuclei, {wall:.1f} s "
-          f"({len(paths) / wall:.2f} images/s) with {seg.backend}/{seg.device}/{seg.precision}; wrote {out}/")
+    rate = f" ({done / wall:.2f} images/s)" if done and wall > 0 else ""
+    notes = [f"{skipped} skipped (all outputs exist; --overwrite to redo them)"] if skipped else []
+    notes += [f"{len(failed)} failed"] if failed else []
+    print(f"edgeseg predict: {done} of {len(plan)} images segmented{', ' if notes else ''}{', '.join(notes)}; "
+          f"{total} nuclei, {wall:.1f} s{rate} with {seg.backend}/{seg.device}/{seg.precision}; wrote {out}/")
+    if failed:
+        raise DataError(f"{len(failed)} of {len(plan)} images could not be segmented: "
+                        f"{', '.join(str(p) for p in failed)} (reasons above; the other images have their outputs)")
     return 0
