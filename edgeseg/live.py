@@ -233,6 +233,8 @@ class LiveRunner:
         for frame, dropped in (self._newest() if self.latest else self._every()):
             if self._stop:
                 return
+            if getattr(self.seg, "diameter", None) == "auto":
+                self._calibrate(frame)
             result = self.seg.segment(frame)
             now = time.perf_counter()
             rate = 1.0 / max(now - t_prev, 1e-9)
@@ -240,6 +242,17 @@ class LiveRunner:
             t_prev = now
             yield LiveFrame(index, frame, result, fps, dropped)
             index += 1
+
+    def _calibrate(self, frame: np.ndarray) -> None:
+        """Size control in a stream: ``diameter="auto"`` is estimated once, on the first frame
+        that shows nuclei, and kept (not paid per frame)."""
+        from .errors import InputError
+
+        try:
+            d = self.seg.calibrate_size([frame])
+            log.info("live: nucleus diameter %.1f px, kept for the rest of the stream", d)
+        except InputError:
+            log.debug("live: no nuclei to estimate their size on this frame yet")
 
     def _every(self) -> Iterator[tuple[np.ndarray, int]]:
         """Every frame of the source, in order: (frame, 0)."""

@@ -196,3 +196,24 @@ def test_frames_limit_on_a_video_is_not_a_truncation(tmp_path, caplog):
         while v.read() is not None:
             n += 1
     assert n == 4 and not caplog.records
+
+
+def test_auto_diameter_is_estimated_once_per_stream():
+    """Size control in a stream: the first frame with nuclei fixes the diameter."""
+    pytest.importorskip("torch")
+    from edgeseg import Segmenter
+
+    seg = Segmenter("default", device="cpu", diameter="auto")
+    calls = []
+    real = seg.calibrate_size
+
+    def counting(frames):
+        calls.append(1)
+        return real(frames)
+
+    seg.calibrate_size = counting
+    with SyntheticSource(size=(128, 128), frames=3) as src:
+        out = list(LiveRunner(seg, src, latest=False).frames())
+    assert len(out) == 3 and len(calls) == 1
+    assert isinstance(seg.diameter, float) and seg.diameter > 0
+    assert all(f.result.diameter == seg.diameter for f in out[1:])
