@@ -19,7 +19,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
     add_model_options(p)
+    p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="refuse images over N pixels before decoding them (default 2**28 = "
+                        "268435456, about 6 GB of memory to segment; 0: no limit)")
     p.set_defaults(run=run)
+
+
+def _max_pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a pixel count >= 0 (0: no limit), got {text!r}")
+    return value
 
 
 def write_outputs(out: Path, stem: str, raw, result, overlay: bool = True) -> None:
@@ -68,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     total, t0 = 0, time.perf_counter()
     stems: dict[str, int] = {}
-    for path, raw, result in progress(segment_files(seg, paths), args.progress, total=len(paths),
+    files = segment_files(seg, paths, max_pixels=args.max_pixels)
+    for path, raw, result in progress(files, args.progress, total=len(paths),
                                       unit="image", desc="predict"):
         stem = path.stem if path.stem not in stems else f"{path.stem}_{stems[path.stem]}"
         stems[path.stem] = stems.get(path.stem, 0) + 1
