@@ -33,8 +33,8 @@ def atomic_open(path: PathLike, mode: str = "wb", encoding: str | None = None) -
         with f:
             yield f
             f.flush()
+            _chmod(f.fileno(), tmp)
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -42,10 +42,41 @@ def atomic_open(path: PathLike, mode: str = "wb", encoding: str | None = None) -
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+def _proc_umask() -> int | None:
+    """The process umask as Linux shows it in /proc (reading it there changes nothing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _import_umask() -> int:
+    mask = _proc_umask()
+    if mask is None:  # no /proc: set and restore it once, here, rather than at every write
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _import_umask()
+
+
+def _chmod(fd: int, tmp: str) -> None:
+    """Give the temporary file the mode a plain open() would (mkstemp makes 0600 files).
+
+    The umask is never set here: setting it, even briefly, races with files that other
+    threads create meanwhile (they would get mode 0666).
+    """
+    mask = _proc_umask()
+    mode = 0o666 & ~(_UMASK_AT_IMPORT if mask is None else mask)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # pragma: no cover - Windows before Python 3.13
+        os.chmod(tmp, mode)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

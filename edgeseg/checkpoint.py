@@ -236,17 +236,26 @@ def _read(path: Path, map_location: Any) -> Any:
             return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = f" such as {found.group(1)}" if found else ""
+        if not found:  # not a refused class but bytes that are no pickle: a damaged file
+            raise _corrupt(path, exc) from exc
         raise ModelError(
-            f"{path} is not an edgeseg checkpoint: it holds Python objects{what} that cannot be "
+            f"{path} is not an edgeseg checkpoint: it holds Python objects such as "
+            f"{found.group(1)} that cannot be "
             "loaded safely (torch.load weights_only=True). Re-save the model with "
             "edgeseg.checkpoint.save_checkpoint.") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError,
             IndexError, TypeError) as exc:
-        raise ModelError(
-            f"{path} is truncated or corrupted and cannot be read "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
-            "re-copy it, or use another checkpoint (e.g. last.pt instead of best.pt).") from exc
+        raise _corrupt(path, exc) from exc
+
+
+def _corrupt(path: Path, exc: BaseException) -> ModelError:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [""]
+    # torch's unpickler puts the reason (e.g. "Unsupported operand 45") last, after advice
+    reason = lines[-1] if isinstance(exc, pickle.UnpicklingError) else lines[0]
+    return ModelError(
+        f"{path} is truncated or corrupted and cannot be read "
+        f"({type(exc).__name__}: {reason[:200]}); "
+        "re-copy it, or use another checkpoint (e.g. last.pt instead of best.pt).")
 
 
 def load_checkpoint(path_or_name: PathLike, map_location: Any = "cpu") -> Checkpoint:
@@ -280,7 +289,14 @@ def load_checkpoint(path_or_name: PathLike, map_location: Any = "cpu") -> Checkp
         model_config = UNetConfig.from_dict(obj["model_config"])
     except (EdgesegError, TypeError) as exc:
         raise ModelError(f"{path}: invalid model_config {obj['model_config']!r}: {exc}") from exc
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in obj["state_dict"].items()}
+    weights = obj["state_dict"]
+    if not isinstance(weights, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        got = type(weights).__name__ if not isinstance(weights, Mapping) else \
+            "a dict holding non-tensor values or non-string keys"
+        raise ModelError(f"{path}: state_dict is {got}; expected a dict of parameter names to "
+                         "tensors. The file is damaged or was not written by save_checkpoint.")
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}
     return Checkpoint(
         path=path,
         format_version=version,

@@ -3,6 +3,15 @@
 PNG, TIFF and JPEG, 8/16-bit (and float TIFF), grey/RGB/RGBA. Images are decoded by OpenCV
 from bytes read by numpy (so non-ASCII paths work); ``tifffile`` is a lazy fallback for TIFFs
 OpenCV cannot decode. Colour arrays are always returned in **RGB** order.
+
+The header is read before anything is decoded (:mod:`edgeseg.imageheader`): multi-page TIFFs,
+complex or 2-channel TIFFs and images over the pixel budget are refused without decoding them.
+The budget, :data:`DEFAULT_MAX_PIXELS` = 2**28 pixels (268 MP, e.g. 16384 x 16384), bounds the
+memory a file can claim: segmenting needs about 20-25 bytes per pixel besides the image (about
+6 GB at the limit, see the README), so a small file declaring 30000 x 30000 pixels is refused
+in microseconds instead of exhausting memory. Raise it where the memory is there:
+``read_image(path, max_pixels=...)``, ``edgeseg predict --max-pixels N`` (None / 0: no limit;
+OpenCV itself decodes at most 2**30 pixels, bigger TIFFs are read with tifffile).
 """
 
 from __future__ import annotations
@@ -15,10 +24,15 @@ import cv2
 import numpy as np
 
 from .errors import DataError, InputError
+from .imageheader import ImageHeader, read_header
 
-__all__ = ["read_image_raw", "to_grey", "read_image", "read_labels"]
+__all__ = ["DEFAULT_MAX_PIXELS", "read_image_raw", "to_grey", "read_image", "read_labels"]
 
 PathLike = Union[str, Path]
+
+#: Images declaring more pixels than this are refused before decoding (see the module doc).
+DEFAULT_MAX_PIXELS = 2**28
+_OPENCV_MAX_PIXELS = 2**30  # OpenCV's decoders refuse larger images (CV_IO_MAX_IMAGE_PIXELS)
 
 
 def _truncated(buf: bytes) -> bool:
@@ -38,7 +52,33 @@ def _stack_error(path: Path, what: str) -> DataError:
     )
 
 
-def _decode_tiff_fallback(buf: bytes, path: Path) -> np.ndarray:
+def _check_header(path: Path, head: ImageHeader, max_pixels: int | None) -> None:
+    """Refuse what the header already rules out, before any pixel is decoded."""
+    if head.pages > 1:
+        raise _stack_error(path, f"a multi-page TIFF ({head.pages} pages)")
+    if head.sample_format == "complex":
+        raise DataError(f"{path} holds complex values ({head.bits}-bit complex TIFF); expected a "
+                        "real-valued image. Save the magnitude as its own file, e.g. tifffile."
+                        "imwrite('abs.tif', np.abs(tifffile.imread(path))).")
+    if head.format == "tiff" and head.channels not in (1, 3, 4):
+        plane = "[0]" if head.planar else "[..., 0]"
+        raise DataError(f"{path} is a TIFF with {head.channels} channels per pixel; expected a 2-D grey "
+                        "(1), RGB (3) or RGBA (4) image. Save the nuclear channel as its own file, e.g. "
+                        f"tifffile.imwrite('nuclei.tif', tifffile.imread(path){plane}).")
+    if max_pixels and head.pixels > max_pixels:
+        raise DataError(
+            f"{path} declares {head.width} x {head.height} = {head.pixels:,} pixels, over the "
+            f"limit of {max_pixels:,} (max_pixels); segmenting it needs about "
+            f"{head.pixels * 25 / 2**30:.0f} GB. If the machine has the memory, raise the limit "
+            "(edgeseg predict --max-pixels N, read_image(path, max_pixels=N)); else crop the image.")
+    if head.pixels > _OPENCV_MAX_PIXELS and head.format != "tiff":
+        raise DataError(
+            f"{path} declares {head.width} x {head.height} = {head.pixels:,} pixels; OpenCV decodes "
+            f"{head.format.upper()} images of at most 2**30 = {_OPENCV_MAX_PIXELS:,} pixels. Split "
+            "it into smaller images, or save it as a TIFF (read with tifffile).")
+
+
+def _decode_tiff_fallback(buf: np.ndarray, path: Path) -> np.ndarray:
     """Decode a TIFF OpenCV could not read with tifffile (optional, imported lazily)."""
     try:
         import tifffile
@@ -57,16 +97,18 @@ def _decode_tiff_fallback(buf: bytes, path: Path) -> np.ndarray:
     return np.asarray(arr)
 
 
-def read_image_raw(path: PathLike) -> np.ndarray:
+def read_image_raw(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image as stored: HxW (grey) or HxWx3 (RGB order, alpha dropped).
 
     PNG, TIFF and JPEG (8/16-bit, float TIFF) are supported; the dtype is preserved. Paths with
     non-ASCII characters work (the bytes are read by numpy, decoded by OpenCV). JPEG EXIF
-    orientation is ignored (pixels as stored).
+    orientation is ignored (pixels as stored). The header is checked before decoding:
+    ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`; None or 0: no limit) bounds the image
+    size, and multi-page, complex and 2-channel TIFFs are refused.
 
     Raises:
-        DataError: missing, empty, corrupted or truncated file; unsupported channel count;
-            multi-page TIFF or other 3-D stack.
+        DataError: missing, empty, corrupted or truncated file; over ``max_pixels``; unsupported
+            channel count or sample type; multi-page TIFF or other 3-D stack.
     """
     path = Path(path)
     if not path.exists():
@@ -83,27 +125,44 @@ def read_image_raw(path: PathLike) -> np.ndarray:
     if data.size == 0:
         raise DataError(f"{path} is empty (0 bytes); expected a PNG/TIFF/JPEG image. "
                         "The file was probably not written completely: re-export it.")
-    buf = data.tobytes()
-    if _truncated(buf):
+    head = read_header(data)
+    if head is not None:
+        _check_header(path, head, max_pixels)
+    is_tiff = bytes(data[:4]) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+    if not is_tiff and _truncated(data.tobytes()):
         raise DataError(f"{path} is truncated (the end of the file is missing); expected a "
                         "complete PNG/JPEG file. Copy or re-export the file again.")
     rgb_order = False  # OpenCV returns BGR; tifffile returns RGB
-    if buf[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF / BigTIFF
-        ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
-        if ok and len(pages) > 1:
-            raise _stack_error(path, f"a multi-page TIFF ({len(pages)} pages)")
-        if ok and len(pages) == 1 and pages[0] is not None:
-            arr = pages[0]
+    try:
+        if is_tiff and head is not None and head.pixels > _OPENCV_MAX_PIXELS:
+            arr, rgb_order = _decode_tiff_fallback(data, path), True
+        elif is_tiff:
+            ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
+            if ok and len(pages) > 1:
+                raise _stack_error(path, f"a multi-page TIFF ({len(pages)} pages)")
+            if ok and len(pages) == 1 and pages[0] is not None:
+                arr = pages[0]
+            else:
+                arr, rgb_order = _decode_tiff_fallback(data, path), True
         else:
-            arr, rgb_order = _decode_tiff_fallback(buf, path), True
-    else:
-        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise DataError(f"could not decode {path} ({len(buf)} bytes); expected a PNG, TIFF "
-                            "or JPEG image. It is corrupted, truncated or not an image.")
+            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            if arr is None:
+                raise DataError(f"could not decode {path} ({data.size} bytes); expected a PNG, "
+                                "TIFF or JPEG image. It is corrupted, truncated or not an image.")
+    except cv2.error as exc:  # e.g. a header OpenCV refuses that read_header did not parse
+        reason = next((ln for ln in str(exc).splitlines() if "error:" in ln), str(exc)).strip()
+        raise DataError(f"could not decode {path} ({data.size} bytes); expected a PNG, TIFF or "
+                        f"JPEG image within OpenCV's limits (OpenCV: {reason[:200]}).") from None
     if arr.size == 0 or arr.ndim < 2 or 0 in arr.shape[:2]:
         raise DataError(f"{path} holds an empty image (shape {arr.shape}); expected an image "
                         "with at least one pixel.")
+    if arr.dtype.kind not in "buif":
+        raise DataError(f"{path} holds {arr.dtype} values; expected a real-valued image "
+                        "(integer or float). Save the magnitude or one component as its own file.")
+    if max_pixels and arr.shape[0] * arr.shape[1] > max_pixels:  # a format read_header skips
+        raise DataError(f"{path} is {arr.shape[1]} x {arr.shape[0]} pixels, over the limit of "
+                        f"{max_pixels:,} (max_pixels); raise the limit (edgeseg predict "
+                        "--max-pixels N, read_image(path, max_pixels=N)) or crop the image.")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
@@ -142,12 +201,13 @@ def to_grey(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image as float32 HxW grey on its raw intensity scale (see :func:`to_grey`)."""
-    return to_grey(read_image_raw(path))
+def read_image(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image as float32 HxW grey on its raw intensity scale (see :func:`to_grey`;
+    ``max_pixels`` as in :func:`read_image_raw`)."""
+    return to_grey(read_image_raw(path, max_pixels))
 
 
-def read_labels(path: PathLike) -> np.ndarray:
+def read_labels(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a label image (0 = background, 1..N = objects) as int32 HxW.
 
     Accepts single-channel integer PNG/TIFF (uint8/uint16/uint32/int32...). An RGB image whose
@@ -157,7 +217,7 @@ def read_labels(path: PathLike) -> np.ndarray:
         DataError: colour or float labels, negative ids, ids above the int32 range.
     """
     path = Path(path)
-    raw = read_image_raw(path)
+    raw = read_image_raw(path, max_pixels)
     if raw.ndim == 3:
         if not (raw == raw[..., :1]).all():
             raise DataError(f"{path} is a colour image; labels must be single-channel integer "

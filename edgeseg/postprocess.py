@@ -31,6 +31,7 @@ import numpy as np
 
 from ._config import ConfigMixin
 from .errors import InputError
+from .tiling import row_blocks
 
 __all__ = ["PostprocessConfig", "InstanceTable", "label_instances", "instance_table"]
 
@@ -242,19 +243,27 @@ def label_instances(
     if cfg.fill_holes:
         fg = _fill_holes(fg)
     seeds = cv2.bitwise_and(_compare(body, cfg.seed_threshold, cv2.CMP_GT), fg)
-    n, seed_labels = cv2.connectedComponents(seeds, connectivity=8, ltype=cv2.CV_32S)
-    labels = seed_labels.astype(_label_dtype(n))
-    todo = cv2.bitwise_and(fg, cv2.bitwise_not(seeds))
+    try:  # 16-bit labels straight away (half the memory of 32-bit ones on large frames)
+        n, labels = cv2.connectedComponents(seeds, connectivity=8, ltype=cv2.CV_16U)
+    except cv2.error:  # more seeds than 16 bits count: the same labelling in 32 bits
+        n, labels = cv2.connectedComponents(seeds, connectivity=8, ltype=cv2.CV_32S)
+    labels = labels.astype(_label_dtype(n), copy=False)
+    todo = cv2.bitwise_not(seeds)
+    del seeds
+    cv2.bitwise_and(fg, todo, dst=todo)
+    del fg
     _grow(labels, todo, cfg.max_grow)
     if cv2.countNonZero(todo):
         # Foreground no seed reached: each connected piece is an instance of its own.
         m, rest = cv2.connectedComponents(todo, connectivity=8, ltype=cv2.CV_32S)
         if m > 1:
             labels = labels.astype(_label_dtype(n + m), copy=False)
-            shifted = cv2.add(rest, (n - 1, 0, 0, 0)).astype(labels.dtype)
-            cv2.copyTo(shifted, todo, labels)
+            cv2.add(rest, (n - 1, 0, 0, 0), dst=rest)
+            cv2.copyTo(rest.astype(labels.dtype), todo, labels)
             n += m - 1
+        del rest
     return _renumber(labels, n, cfg.min_size)
+
 
 
 def _renumber(labels: np.ndarray, n: int, min_size: int) -> np.ndarray:
@@ -271,8 +280,11 @@ def _renumber(labels: np.ndarray, n: int, min_size: int) -> np.ndarray:
         return labels.astype(np.int32)
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    index = labels if labels.dtype == np.uint16 else labels.astype(np.intp)
-    return np.take(lut, index)
+    out = np.empty(labels.shape, np.int32)
+    for rows in row_blocks(*labels.shape):  # np.take makes intp indices: a block at a time
+        index = labels[rows] if labels.dtype == np.uint16 else labels[rows].astype(np.intp)
+        np.take(lut, index, out=out[rows])
+    return out
 
 
 @dataclass(frozen=True)
@@ -321,29 +333,65 @@ def instance_table(
         if arr is not None and (not isinstance(arr, np.ndarray) or arr.shape != shape):
             got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
             raise InputError(f"{name} must have shape {shape} to match labels, got {got}")
-    ys, xs = np.nonzero(labels)
-    ids_all = labels[ys, xs].astype(np.int64)
-    if ids_all.size and ids_all.min() < 0:
-        raise InputError(f"labels must be >= 0, got a minimum of {int(ids_all.min())}")
-    ids, inv = np.unique(ids_all, return_inverse=True)
+    if labels.size and labels.dtype.kind == "i" and labels.min() < 0:
+        raise InputError(f"labels must be >= 0, got a minimum of {int(labels.min())}")
+    # Row blocks bound the per-pixel temporaries (int64 coordinates of the foreground pixels)
+    # on large frames; the blocks' sums, minima and maxima are merged per id.
+    parts = []
+    for rows in row_blocks(*labels.shape):
+        part = _block_stats(labels[rows], rows.start, None if probs is None else probs[0][rows],
+                            None if image is None else image[rows])
+        if part is not None:
+            parts.append(part)
+    if not parts:
+        return InstanceTable(id=np.zeros(0, np.int64), area=np.zeros(0, np.int64),
+                             bbox=np.zeros((0, 4), np.int64),
+                             centroid=np.zeros((0, 2)), score=np.zeros(0), intensity=np.zeros(0))
+    ids, g = np.unique(np.concatenate([u for u, _, _ in parts]), return_inverse=True)
+    g = g.reshape(-1)
     n = ids.size
-    area = np.bincount(inv, minlength=n).astype(np.int64)
+    sums = {key: np.bincount(g, weights=np.concatenate([s[key] for _, s, _ in parts]), minlength=n)
+            for key in parts[0][1]}
+    corners = np.concatenate([c for _, _, c in parts])
+    bbox = np.stack([_reduce_at(np.minimum, g, corners[:, 0], n),
+                     _reduce_at(np.minimum, g, corners[:, 1], n),
+                     _reduce_at(np.maximum, g, corners[:, 2], n) + 1,
+                     _reduce_at(np.maximum, g, corners[:, 3], n) + 1], axis=1)
+    area = sums["area"].astype(np.int64)
     safe = np.maximum(area, 1)
-    cy = np.bincount(inv, weights=ys, minlength=n) / safe
-    cx = np.bincount(inv, weights=xs, minlength=n) / safe
-    bbox = np.empty((n, 4), np.int64)
-    for col, coords, fn, init in ((0, ys, np.minimum, np.iinfo(np.int64).max), (1, xs, np.minimum, np.iinfo(np.int64).max),
-                                  (2, ys, np.maximum, -1), (3, xs, np.maximum, -1)):
-        bbox[:, col] = init
-        fn.at(bbox[:, col], inv, coords)
-    bbox[:, 2:] += 1
-    score = np.full(n, np.nan)
-    if probs is not None:
-        score = np.bincount(inv, weights=1.0 - probs[0][ys, xs].astype(np.float64), minlength=n) / safe
-    intensity = np.full(n, np.nan)
+    score = sums["score"] / safe if probs is not None else np.full(n, np.nan)
+    intensity = sums["intensity"] / safe if image is not None else np.full(n, np.nan)
+    return InstanceTable(id=ids.astype(np.int64), area=area, bbox=bbox,
+                         centroid=np.stack([sums["y"] / safe, sums["x"] / safe], axis=1),
+                         score=score, intensity=intensity)
+
+
+def _reduce_at(fn: np.ufunc, index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per-index minimum (``np.minimum``) or maximum (``np.maximum``) of ``values``."""
+    init = np.iinfo(np.int64).max if fn is np.minimum else -1
+    out = np.full(n, init, np.int64)
+    fn.at(out, index, values)
+    return out
+
+
+def _block_stats(block: np.ndarray, y0: int, bg: np.ndarray | None, image: np.ndarray | None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray] | None:
+    """Ids of the instances in rows ``y0..`` of a label image, their pixel count and sums of y,
+    x, foreground probability and intensity, and their bbox corners (y0, x0, y1-1, x1-1)."""
+    ys, xs = np.nonzero(block)
+    if not ys.size:
+        return None
+    u, inv = np.unique(block[ys, xs].astype(np.int64, copy=False), return_inverse=True)
+    inv = inv.reshape(-1)
+    k = u.size
+    sums = {"area": np.bincount(inv, minlength=k).astype(np.float64),
+            "y": np.bincount(inv, weights=ys + y0, minlength=k),
+            "x": np.bincount(inv, weights=xs, minlength=k)}
+    if bg is not None:
+        sums["score"] = np.bincount(inv, weights=1.0 - bg[ys, xs].astype(np.float64), minlength=k)
     if image is not None:
-        intensity = np.bincount(inv, weights=image[ys, xs].astype(np.float64), minlength=n) / safe
-    return InstanceTable(
-        id=ids.astype(np.int64), area=area, bbox=bbox,
-        centroid=np.stack([cy, cx], axis=1) if n else np.zeros((0, 2)), score=score, intensity=intensity,
-    )
+        sums["intensity"] = np.bincount(inv, weights=image[ys, xs].astype(np.float64), minlength=k)
+    corners = np.stack([_reduce_at(np.minimum, inv, ys, k) + y0, _reduce_at(np.minimum, inv, xs, k),
+                        _reduce_at(np.maximum, inv, ys, k) + y0, _reduce_at(np.maximum, inv, xs, k)],
+                       axis=1)
+    return u, sums, corners

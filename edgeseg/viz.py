@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .tiling import row_blocks
 
 __all__ = ["to_display", "overlay", "colorize"]
 
@@ -21,11 +22,19 @@ def to_display(image: np.ndarray) -> np.ndarray:
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if img.dtype != np.uint8:
-        f = img.astype(np.float32)
-        finite = f[np.isfinite(f)]
-        lo, hi = (np.percentile(finite, (1, 99.8)) if finite.size else (0.0, 1.0))
-        f = np.nan_to_num((f - lo) / max(hi - lo, 1e-12), nan=0.0, posinf=1.0, neginf=0.0)
-        img = (np.clip(f, 0, 1) * 255).astype(np.uint8)
+        # float32 values of the finite pixels (one copy, partitioned in place), then the
+        # scaling a block of rows at a time: bounded temporaries on large frames
+        finite = img.astype(np.float32) if img.dtype.kind in "biu" else \
+            img[np.isfinite(img)].astype(np.float32, copy=False)
+        lo, hi = (np.percentile(finite, (1, 99.8), overwrite_input=True) if finite.size
+                  else (0.0, 1.0))
+        del finite
+        out = np.empty(img.shape, np.uint8)
+        for rows in row_blocks(*img.shape[:2]):
+            f = np.nan_to_num((img[rows].astype(np.float32) - lo) / max(hi - lo, 1e-12), nan=0.0,
+                              posinf=1.0, neginf=0.0)
+            out[rows] = (np.clip(f, 0, 1) * 255).astype(np.uint8)
+        img = out
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     return np.ascontiguousarray(img)
@@ -33,6 +42,13 @@ def to_display(image: np.ndarray) -> np.ndarray:
 
 def colorize(labels: np.ndarray) -> np.ndarray:
     """A distinct, stable colour per instance id (uint8 RGB, background black)."""
+    out = np.empty((*labels.shape, 3), np.uint8)
+    for rows in row_blocks(*labels.shape[:2]):  # float64 hues a block of rows at a time
+        out[rows] = _colorize(labels[rows])
+    return out
+
+
+def _colorize(labels: np.ndarray) -> np.ndarray:
     ids = labels.astype(np.int64)
     hue = ((ids * _GOLDEN) % 1.0 * 179).astype(np.uint8)
     hsv = np.dstack([hue, np.full_like(hue, 200), np.where(ids > 0, 255, 0).astype(np.uint8)])
@@ -43,18 +59,25 @@ def overlay(image: np.ndarray, labels: np.ndarray, ids: bool = True, alpha: floa
     """Instance outlines (one colour per id) and, optionally, id numbers drawn on the image.
 
     Returns an H x W x 3 uint8 RGB array. ``alpha`` > 0 also tints the instance interiors.
+    Large frames are drawn a block of rows at a time (bounded temporaries).
     """
     rgb = to_display(image).copy()
     if labels.shape != rgb.shape[:2]:
         raise InputError(f"labels shape {labels.shape} does not match image shape {rgb.shape[:2]}")
-    colours = colorize(labels)
-    if alpha > 0:
-        inside = labels > 0
-        rgb[inside] = ((1 - alpha) * rgb[inside] + alpha * colours[inside]).astype(np.uint8)
-    lab = labels.astype(np.float32)
-    edge = (cv2.dilate(lab, np.ones((3, 3), np.uint8)) != cv2.erode(lab, np.ones((3, 3), np.uint8)))
-    edge &= labels > 0
-    rgb[edge] = colours[edge]
+    h = labels.shape[0]
+    k3 = np.ones((3, 3), np.uint8)
+    for rows in row_blocks(*labels.shape):
+        top, bottom = max(rows.start - 1, 0), min(rows.stop + 1, h)  # one row of context
+        lab = labels[top:bottom].astype(np.float32)
+        edge = cv2.dilate(lab, k3) != cv2.erode(lab, k3)
+        edge = edge[rows.start - top:rows.stop - top]
+        block, out = labels[rows], rgb[rows]
+        inside = block > 0
+        edge &= inside
+        colours = _colorize(block)
+        if alpha > 0:
+            out[inside] = ((1 - alpha) * out[inside] + alpha * colours[inside]).astype(np.uint8)
+        out[edge] = colours[edge]
     if ids and labels.max() > 0:
         from .postprocess import instance_table
 

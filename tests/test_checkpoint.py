@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -203,3 +204,30 @@ def test_card_values_made_plain(tmp_path: Path) -> None:
 def test_save_rejects_other_models(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="expects an edgeseg UNet"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Conv2d(1, 1, 1))
+
+
+# ---------------------------------------------------------------- issue 9, item 19
+
+
+def test_random_bytes_are_reported_as_corrupt(tmp_path: Path) -> None:
+    p = tmp_path / "noise.pt"
+    for seed in range(5):
+        p.write_bytes(np.random.default_rng(seed).bytes(4096))
+        with pytest.raises(ModelError) as ei:
+            load_checkpoint(p)
+        msg = str(ei.value)
+        assert "truncated or corrupted" in msg and "Python objects" not in msg, msg
+        assert "\n" not in msg
+
+
+@pytest.mark.parametrize("state", [[1, 2, 3], "weights", {"conv.weight": [0.5, 1.0]},
+                                   {0: torch.zeros(2)}])
+def test_state_dict_that_is_not_a_dict_of_tensors(tmp_path: Path, state) -> None:
+    p = tmp_path / "bad_state.pt"
+    save_checkpoint(p, _model())
+    obj = torch.load(p, weights_only=True)
+    obj["state_dict"] = state
+    torch.save(obj, p)
+    with pytest.raises(ModelError, match=r"bad_state\.pt: state_dict is .*expected a dict of "
+                                         r"parameter names to tensors"):
+        load_checkpoint(p)

@@ -187,3 +187,79 @@ def test_hole_filling_matches_flood_fill_definition():
         if rng.random() < 0.5:
             m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
         np.testing.assert_array_equal(_fill_holes(m), _flood_fill_holes(m))
+
+
+# ---------------------------------------------------------------- bounded memory on large frames (issue 9, item 7)
+
+
+def _blocks_of(pixels):
+    from edgeseg import tiling
+
+    return lambda h, w: tiling.row_blocks(h, w, pixels)
+
+
+def _random_probs(h, w, seed=0):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    x = cv2.GaussianBlur(rng.random((h, w), dtype=np.float32), (0, 0), 3)
+    x = (x - x.min()) / (x.max() - x.min())
+    fg = np.clip((x - 0.4) * 4, 0, 1)
+    body = np.clip((x - 0.55) * 4, 0, 1) * fg
+    return np.stack([1 - fg, body, fg - body]).astype(np.float32)
+
+
+@pytest.mark.parametrize("pixels", [1, 97, 4096])
+def test_blockwise_table_and_renumbering_equal_the_whole_frame(monkeypatch, pixels):
+    import edgeseg.postprocess as pp
+
+    probs = _random_probs(150, 170)
+    image = np.random.default_rng(1).random((150, 170)).astype(np.float32)
+    whole = label_instances(probs, min_size=5)
+    table = instance_table(whole, probs, image)
+    assert whole.max() > 20 and len(table) == whole.max()
+    monkeypatch.setattr(pp, "row_blocks", _blocks_of(pixels))
+    np.testing.assert_array_equal(label_instances(probs, min_size=5), whole)
+    blocks = instance_table(whole, probs, image)
+    for col in ("id", "area", "bbox"):
+        np.testing.assert_array_equal(getattr(blocks, col), getattr(table, col))
+    for col in ("centroid", "score", "intensity"):
+        np.testing.assert_allclose(getattr(blocks, col), getattr(table, col), rtol=1e-12)
+    sparse = np.zeros((40, 50), np.int64)  # ids far apart, one of them in two blocks
+    sparse[3:20, 5:9], sparse[30:33, 40:50] = 2**40, 7
+    t = instance_table(sparse)
+    assert list(t.id) == [7, 2**40] and list(t.area) == [30, 68]
+    assert [list(b) for b in t.bbox] == [[30, 40, 33, 50], [3, 5, 20, 9]]
+
+
+def test_more_seeds_than_16_bits(monkeypatch):
+    """Over 65535 seeds the 16-bit labelling overflows and the 32-bit one takes over."""
+    probs = np.zeros((3, 600, 600), np.float32)
+    probs[0] = 1.0
+    probs[0, ::2, ::2], probs[1, ::2, ::2] = 0.0, 1.0  # 90000 isolated one-pixel nuclei
+    labels = label_instances(probs, min_size=0, fill_holes=False)
+    assert labels.max() == 90000
+    assert np.array_equal(np.sort(labels[::2, ::2].ravel()), np.arange(1, 90001))
+
+
+def test_table_memory_is_bounded_by_the_block(monkeypatch):
+    """The table's temporaries (int64 coordinates of foreground pixels) scale with the block
+    (here 16k pixels), not with the frame."""
+    import tracemalloc
+
+    import edgeseg.postprocess as pp
+
+    monkeypatch.setattr(pp, "row_blocks", _blocks_of(1 << 14))
+
+    lab = np.zeros((1500, 1500), np.int32)
+    lab[:, :1000] = np.arange(1, 1501, dtype=np.int32)[:, None]  # 2/3 foreground, 1500 ids
+    probs, image = np.zeros((3, *lab.shape), np.float32), lab.astype(np.float32)
+    tracemalloc.start()
+    try:
+        t = instance_table(lab, probs, image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(t) == 1500 and t.area.sum() == 1500 * 1000
+    # a whole-frame pass holds >= 6 int64/float64 values per foreground pixel (>= 72 MB here)
+    assert peak < lab.nbytes // 4, peak

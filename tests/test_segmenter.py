@@ -183,3 +183,13 @@ def test_fuzz_segment_never_raises_anything_else(seg_onnx, data):
     except EdgesegError:
         return
     assert r.labels.shape == arr.shape[:2] and r.labels.dtype == np.int32
+
+
+def test_bool_frames_are_segmented_as_zero_and_one(seg_onnx):
+    """to_grey documents bool as 0/1, so a bool mask is a frame like its uint8 0/1 twin."""
+    mask = blobs(seed=3) > 100
+    r = seg_onnx.segment(mask)
+    twin = seg_onnx.segment(mask.astype(np.uint8))
+    assert r.labels.dtype == np.int32 and r.labels.shape == mask.shape
+    np.testing.assert_array_equal(r.labels, twin.labels)
+    np.testing.assert_array_equal(r.instances.intensity, twin.instances.intensity)

@@ -41,7 +41,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first image that cannot be read or segmented (default: report it, go on)")
     add_model_options(p)
+    p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="refuse images over N pixels before decoding them (default 2**28 = "
+                        "268435456, about 6 GB of memory to segment; 0: no limit)")
     p.set_defaults(run=run)
+
+
+def _max_pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a pixel count >= 0 (0: no limit), got {text!r}")
+    return value
 
 
 def output_paths(out: Path, image: Path, overlay: bool = True) -> dict[str, Path]:
@@ -133,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     say = getattr(bar, "write", None) or print  # tqdm.write keeps the progress bar intact
     for path, outs in bar:
         try:
-            _, raw, result = next(iter(segment_files(seg, [path])))
+            _, raw, result = next(iter(segment_files(seg, [path], max_pixels=args.max_pixels)))
         except (EdgesegError, OSError) as exc:
             if args.fail_fast:
                 raise

@@ -193,8 +193,7 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
     if d.main:
         for stale in run_dir.glob(".*.tmp"):  # left by a process killed mid-write
             stale.unlink()
-        atomic_write_json(run_dir / "config.json", cfg.to_dict())
-        if not split_path.is_file():
+        if not resume or not split_path.is_file():  # a new run's split.json: left by a failed start
             if data_dir is None:
                 raise InputError("no dataset given: pass --data DIR (images + labels).")
             if cfg.split_file:
@@ -223,6 +222,8 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
         run.restore(load_checkpoint(run_dir / "last.pt"))
     elif cfg.init:
         run.init_from(load_checkpoint(cfg.init))
+    if d.main:  # only now that the data is read: a failed start must not block the same command
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
     stop = [False]
     old: dict = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
