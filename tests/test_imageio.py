@@ -164,7 +164,8 @@ def test_predict_max_pixels_option(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["-q", "predict", str(bomb), "-o", str(out), "--device", "cpu"]) == 1
     err = capsys.readouterr().err
-    assert "--max-pixels" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # one line for the file (with the fix), one closing line listing the failed files
+    assert "--max-pixels" in err and "Traceback" not in err and len(err.strip().splitlines()) == 2
     assert main(["-q", "predict", str(p), "-o", str(out), "--device", "cpu",
                  "--max-pixels", "1999"]) == 1
     assert "over the limit of 1,999" in capsys.readouterr().err
