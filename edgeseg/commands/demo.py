@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from ._common import add_model_options
 
@@ -38,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from ..postprocess import label_instances
     from ..targets import encode, one_hot
     from ..viz import overlay
+    from ._paths import check_writable
 
+    out = check_writable(args.out, folder=True, option="-o/--out")
     samples = [s for s in load_dataset(args.data or demo_dir()) if s.has_labels]
-    out = Path(args.out)
     seg = None
     if args.oracle:
         print("edgeseg demo --oracle: class probabilities derived from the labels (encode -> blurred "

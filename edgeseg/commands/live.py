@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from ..live import LiveRunner, check_display, open_source
     from ..viz import overlay
     from ._common import make_segmenter
+    from ._paths import check_writable
 
+    if args.csv:
+        check_writable(args.csv, option="--csv")
     if not args.no_display:
         check_display()
     seg = make_segmenter(args)

@@ -61,10 +61,11 @@ def write_outputs(out: Path, stem: str, raw, result, overlay: bool = True) -> No
 
 def run(args: argparse.Namespace) -> int:
     from ..segmenter import segment_files
+    from ._paths import check_writable
 
+    out = check_writable(args.out, folder=True, option="-o/--out")
     paths = expand_images(args.images)
     seg = make_segmenter(args)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     total, t0 = 0, time.perf_counter()
     stems: dict[str, int] = {}
