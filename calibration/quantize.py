@@ -70,7 +70,10 @@ def _ort_quant() -> Any:
 def _ranges(src: Path, inputs: list[np.ndarray], cfg: CalibrationConfig) -> dict[str, list[float]]:
     """Activation ranges {tensor: [low, high]} from ONNX Runtime's calibrator."""
     q = _ort_quant()
+    from edgeseg.converters.onnx_export import io_names, load_onnx
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    input_name = io_names(load_onnx(src), str(src))[0]  # the model's own name, not assumed
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[cfg.method]
@@ -88,7 +91,7 @@ def _ranges(src: Path, inputs: list[np.ndarray], cfg: CalibrationConfig) -> dict
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self._it, None)
-            return None if x is None else {"image": x}
+            return None if x is None else {input_name: x}
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp:
         calibrator = create_calibrator(src, ["Conv", "ConvTranspose"],

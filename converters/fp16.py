@@ -19,8 +19,7 @@ from edgeseg._atomic import atomic_write_bytes
 from edgeseg.errors import InputError, ModelError
 from edgeseg.modelinfo import file_sha256
 
-from .onnx_export import (INPUT_NAME, OUTPUT_NAME, _require, _verification_inputs, check_graph, onnx_info,
-                          set_metadata)
+from .onnx_export import _require, _verification_inputs, check_graph, io_names, load_onnx, onnx_info, set_metadata
 
 __all__ = ["convert_fp16", "KEEP_FP32"]
 
@@ -47,10 +46,11 @@ def convert_fp16(src: PathLike, out: PathLike, *, keep_fp32: Sequence[str] = KEE
     src, out = Path(src), Path(out)
     if out.suffix != ".onnx":
         raise InputError(f"the FP16 output path must end in .onnx, got {out}")
-    info = onnx_info(src)
+    model = load_onnx(src)
+    info = onnx_info(model)
     if info.precision != "fp32":
         raise InputError(f"{src} is already {info.precision}; convert the fp32 model to FP16")
-    model = onnx.load(str(src))
+    io_names(model, str(src))  # one input, one output, whatever their names
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(keep_fp32))
@@ -96,15 +96,19 @@ def _float32_outputs(model, onnx) -> None:
 
 
 def max_prob_difference(reference: bytes, candidate: bytes, multiple: int) -> float:
-    """Largest probability difference between two edgeseg ONNX models on ONNX Runtime (CPU)."""
+    """Largest probability difference between two edgeseg ONNX models on ONNX Runtime (CPU).
+
+    The input and output names are each model's own (one input, one output).
+    """
     ort = _require("onnxruntime")
     so = ort.SessionOptions()
     so.log_severity_level = 3
     a = ort.InferenceSession(reference, so, providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(candidate, so, providers=["CPUExecutionProvider"])
+    names = [(s.get_inputs()[0].name, s.get_outputs()[0].name) for s in (a, b)]
     err = 0.0
     for x in _verification_inputs(multiple):
-        pa = a.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        pb = b.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        pa = a.run([names[0][1]], {names[0][0]: x})[0]
+        pb = b.run([names[1][1]], {names[1][0]: x})[0]
         err = max(err, float(np.abs(pa.astype(np.float32) - pb.astype(np.float32)).max()))
     return err

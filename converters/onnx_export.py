@@ -23,7 +23,8 @@ from edgeseg._version import __version__
 from edgeseg.errors import BackendUnavailableError, InputError, ModelError
 from edgeseg.modelinfo import METADATA_KEY, ModelInfo
 
-__all__ = ["export_onnx", "onnx_info", "check_graph", "set_metadata", "INPUT_NAME", "OUTPUT_NAME", "MIN_OPSET"]
+__all__ = ["export_onnx", "onnx_info", "load_onnx", "io_names", "check_graph", "set_metadata", "INPUT_NAME",
+           "OUTPUT_NAME", "MIN_OPSET"]
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +167,45 @@ def set_metadata(proto: Any, info: ModelInfo) -> None:
         entry.key, entry.value = k, v
 
 
+def load_onnx(path: PathLike) -> Any:
+    """``onnx.load`` with one-line ModelErrors for a missing, unreadable or truncated file."""
+    onnx = _require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not" if path.is_dir() else "not found: expected"
+        raise ModelError(f"ONNX model {what} an .onnx file: {path}; export one with "
+                         "`edgeseg convert MODEL -o model.onnx`")
+    try:
+        return onnx.load(str(path))
+    except OSError:
+        raise  # unreadable (permissions, I/O): the CLI reports it in one line with the path
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends: not ONNX, or cut short
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelError(f"{path} could not be read as an ONNX model ({type(exc).__name__}: {text[:200]}); "
+                         "the file is truncated, corrupted or not an ONNX model: export it again") from None
+
+
+def io_names(proto: Any, what: str = "the ONNX model") -> tuple[str, str]:
+    """The names of the one input (initializers aside) and the one output of an ONNX graph."""
+    g = proto.graph
+    weights = {t.name for t in g.initializer}
+    inputs = [i.name for i in g.input if i.name not in weights]
+    outputs = [o.name for o in g.output]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{what} must have one input (N x 1 x H x W image) and one output (N x C x H x W "
+                         f"probabilities), got inputs {inputs} and outputs {outputs}")
+    return inputs[0], outputs[0]
+
+
 def onnx_info(proto_or_path: Any) -> ModelInfo:
     """The ModelInfo stored in an ONNX model (a ModelProto or a path)."""
-    onnx = _require("onnx")
-    proto = proto_or_path if hasattr(proto_or_path, "metadata_props") else onnx.load(str(proto_or_path))
+    proto = proto_or_path if hasattr(proto_or_path, "metadata_props") else load_onnx(proto_or_path)
     where = f"the metadata of {proto_or_path}" if isinstance(proto_or_path, (str, Path)) else "ONNX metadata"
     for p in proto.metadata_props:
         if p.key == METADATA_KEY:
             return ModelInfo.from_json(p.value, where)
-    raise ModelError(f"{where} has no '{METADATA_KEY}' entry: it was not exported by edgeseg. "
-                     "Export it with `edgeseg convert MODEL -o model.onnx`")
+    raise ModelError(f"{where} has no '{METADATA_KEY}' entry: the model was not exported by edgeseg (or "
+                     "the file is cut short). Export it with `edgeseg convert MODEL -o model.onnx`")
 
 
 def _max_abs_error(data: bytes, net: Any, torch: Any, multiple: int) -> float:

@@ -1,15 +1,23 @@
 """``convert``: one call from a trained model to the artifact a device runs.
 
-    MODEL ("default", .pt, or an fp32 .onnx)
+    MODEL ("default", .pt, or an .onnx of any precision)
       -> fp32 ONNX (export_onnx)           -> model.onnx
       -> FP16 ONNX (convert_fp16)          -> model.fp16.onnx
       -> INT8 Q/DQ ONNX (calibrate)        -> model.int8.onnx
       -> TensorRT engine (build_engine)    -> model.<precision>.engine + .engine.json
 
 The target follows from the output suffix (``.onnx`` or ``.engine``); one ``precision`` says what
-the network computes in. For an engine, the ONNX it was built from is kept beside it (same stem,
-``.onnx``). Each result is checked at the level users care about: the instances it finds on the
-bundled real images are compared with the fp32 model's (Kaggle DSB score between the two).
+the network computes in. It defaults to the source's own: fp32 for a checkpoint, the precision
+recorded in an ONNX model's metadata otherwise, so that ``convert("model.int8.onnx",
+"model.int8.engine")`` builds the INT8 graph into an engine as it is. A source already in fp16 or
+int8 is never converted to another precision (that needs the fp32 model).
+
+Only the output (and an engine's ``<output>.json`` sidecar) is written; intermediates (the fp32
+export on the way to fp16/int8, the ONNX an engine is built from) live in a temporary folder. An
+output that names one of the inputs is refused before anything runs. Each result is checked at
+the level users care about: the instances it finds on the bundled real images are compared with
+the reference's (Kaggle DSB score between the two): the fp32 ONNX model, the checkpoint for an
+fp32 export, or the source ONNX an engine was built from unchanged.
 """
 
 from __future__ import annotations
@@ -36,9 +44,12 @@ class ConvertReport:
     precision: str
     size_bytes: int
     seconds: float
-    onnx: Path  # the ONNX model of that precision (the output itself, or the one beside the engine)
-    parity_dsb: float | None = None  # mean DSB between this model's and the fp32 model's instances
+    # the ONNX model of that precision: the output itself, or the source an engine was built from
+    # unchanged; None when it was an intermediate (deleted with its temporary folder)
+    onnx: Path | None
+    parity_dsb: float | None = None  # mean DSB between this model's and the reference's instances
     steps: list[str] = field(default_factory=list)
+    parity_reference: str = ""  # what the instances were compared with ("" when skipped)
 
 
 def _stage(steps: list[str], report: Callable[[str], None] | None, text: str) -> None:
@@ -48,57 +59,90 @@ def _stage(steps: list[str], report: Callable[[str], None] | None, text: str) ->
         report(text)
 
 
-def convert(model: PathLike, out: PathLike, *, precision: str = "fp32", calib_data: Any = None,
+def _check_outputs(out: Path, inputs: list[Any]) -> None:
+    """InputError if ``out`` or, for an engine, its sidecar would replace one of ``inputs``."""
+    from edgeseg.commands._paths import check_not_input
+
+    check_not_input(out, inputs, "the output")
+    if out.suffix == ".engine":
+        check_not_input(out.with_name(out.name + ".json"), inputs, "the engine's sidecar")
+
+
+def convert(model: PathLike, out: PathLike, *, precision: str | None = None, calib_data: Any = None,
             calib_method: str = "percentile", calib_images: int = 64, calib_cache: PathLike | None = None,
             profile: Any = None, workspace_gib: float = 2.0, timing_cache: PathLike | None = None,
             parity: bool = True, on_stage: Callable[[str], None] | None = None) -> ConvertReport:
     """Convert ``model`` to ``out`` (``.onnx`` or ``.engine``) in ``precision``.
 
-    ``calib_data`` (a training-image folder or list of images) is required for ``int8``.
-    ``on_stage`` is called with a short text as each stage starts (the CLI's progress bar).
+    ``precision=None``: the source's own (fp32 for a checkpoint; an ONNX model's from its
+    metadata). ``calib_data`` (a training-image folder or list of images) is required when an
+    fp32 model becomes ``int8``. ``on_stage`` is called with a short text as each stage starts
+    (the CLI's progress bar). Nothing but ``out`` (and an engine's sidecar) is written.
     """
-    from .fp16 import convert_fp16
     from .onnx_export import export_onnx, onnx_info
 
     out = Path(out)
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if out.suffix not in (".onnx", ".engine"):
         raise InputError(f"cannot tell the conversion target from {out}: expected an output ending in "
                          ".onnx (ONNX model) or .engine (TensorRT engine)")
-    if precision == "int8" and calib_data is None:
+    src = Path(str(model))
+    from_onnx = src.suffix.lower() == ".onnx"
+    named_inputs = [src if (from_onnx or src.exists()) else None, calib_cache, timing_cache]
+    if isinstance(calib_data, (str, Path)):
+        named_inputs.append(calib_data)
+    _check_outputs(out, named_inputs)
+    source_precision = onnx_info(src).precision if from_onnx else "fp32"
+    target = precision or source_precision
+    if source_precision != "fp32" and target != source_precision:
+        raise InputError(f"{src} is already {source_precision} and cannot become {target}; convert the fp32 "
+                         f"model or the checkpoint to {target}, or drop --precision to build {src.name} "
+                         "as it is")
+    calibrating = target == "int8" and source_precision != "int8"
+    if calibrating and calib_data is None:
         raise InputError("INT8 needs calibration images: pass --calib-data DIR (training images; the "
                          "model's validation images are left out automatically)")
-    if precision != "int8" and calib_data is not None:
-        raise InputError(f"--calib-data only applies to --precision int8, not {precision}")
+    if calib_data is not None and not calibrating:
+        if target == "int8":
+            raise InputError(f"--calib-data is not used: {src} is already int8 (calibrated); drop "
+                             "--calib-data to build it as it is")
+        raise InputError(f"--calib-data only applies to --precision int8, not {target}")
     t0 = time.perf_counter()
     steps: list[str] = []
-    onnx_out = out if out.suffix == ".onnx" else out.with_suffix(".onnx")
     with tempfile.TemporaryDirectory(prefix="edgeseg-convert-") as tmp:
-        src = Path(str(model))
-        if src.suffix == ".onnx":
-            if onnx_info(src).precision != "fp32":
-                raise InputError(f"{src} is already {onnx_info(src).precision}; convert from the fp32 "
-                                 "model or the checkpoint")
-            fp32 = src
-        else:
-            _stage(steps, on_stage, "export fp32 ONNX")
-            fp32 = export_onnx(model, onnx_out if precision == "fp32" else Path(tmp) / "model.onnx")
-        if precision == "fp32":
-            if fp32.resolve() != onnx_out.resolve():
+        tmpdir = Path(tmp)
+        # the ONNX of the target precision: the output itself, or (engine) an intermediate
+        onnx_out = out if out.suffix == ".onnx" else tmpdir / f"{out.stem}.onnx"
+        kept: Path | None = onnx_out if out.suffix == ".onnx" else None
+        # an fp32 ONNX model: the reference of fp16/int8 results (None for an fp16/int8 source)
+        fp32: Path | None = src if from_onnx and source_precision == "fp32" else None
+        if from_onnx and target == source_precision:  # as it is: copy to .onnx, or build from it
+            if out.suffix == ".onnx":
                 from edgeseg._atomic import atomic_write_bytes
 
-                atomic_write_bytes(onnx_out, fp32.read_bytes())
-            result = onnx_out
-        elif precision == "fp16":
-            _stage(steps, on_stage, "convert to FP16")
-            result = convert_fp16(fp32, onnx_out)
-        else:
-            from edgeseg.calibration import calibrate
+                _stage(steps, on_stage, f"copy the {target} ONNX")
+                atomic_write_bytes(out, src.read_bytes())
+                result = out
+            else:
+                result, kept = src, src
+        else:  # the source is fp32 here (an fp32 ONNX or a checkpoint): export, then convert
+            if fp32 is None:
+                _stage(steps, on_stage, "export fp32 ONNX")
+                fp32 = export_onnx(model, onnx_out if target == "fp32" else tmpdir / "model.fp32.onnx")
+            if target == "fp32":
+                result = fp32
+            elif target == "fp16":
+                from .fp16 import convert_fp16
 
-            _stage(steps, on_stage, f"calibrate INT8 ({calib_method}, up to {calib_images} images)")
-            result = calibrate(fp32, calib_data, onnx_out, method=calib_method, num_images=calib_images,
-                               cache=calib_cache)
+                _stage(steps, on_stage, "convert to FP16")
+                result = convert_fp16(fp32, onnx_out)
+            else:
+                from edgeseg.calibration import calibrate
+
+                _stage(steps, on_stage, f"calibrate INT8 ({calib_method}, up to {calib_images} images)")
+                result = Path(calibrate(fp32, calib_data, onnx_out, method=calib_method,
+                                        num_images=calib_images, cache=calib_cache))
         final = result
         if out.suffix == ".engine":
             from .tensorrt_build import build_engine
@@ -107,15 +151,31 @@ def convert(model: PathLike, out: PathLike, *, precision: str = "fp32", calib_da
             final = build_engine(result, out, profile=profile, workspace_gib=workspace_gib,
                                  timing_cache=timing_cache)
         agreement = None
-        if parity:
-            _stage(steps, on_stage, "check instances against fp32")
-            agreement = _parity(fp32, final)
-    return ConvertReport(output=final, precision=precision, size_bytes=final.stat().st_size,
-                         seconds=time.perf_counter() - t0, onnx=Path(result), parity_dsb=agreement,
-                         steps=steps)
+        reference, reference_name = _reference(model, src, from_onnx, source_precision, target, fp32,
+                                               final)
+        if parity and reference is not None:
+            _stage(steps, on_stage, f"check instances against {reference_name}")
+            agreement = _parity(reference, final)
+        if agreement is None:
+            reference_name = ""
+    return ConvertReport(output=final, precision=target, size_bytes=final.stat().st_size,
+                         seconds=time.perf_counter() - t0, onnx=kept, parity_dsb=agreement,
+                         steps=steps, parity_reference=reference_name)
 
 
-def _parity(reference: Path, candidate: Path) -> float:
+def _reference(model: Any, src: Path, from_onnx: bool, source_precision: str, target: str,
+               fp32: Path | None, final: Path) -> tuple[Any, str]:
+    """The model whose instances ``final`` is compared with, and its name (None: nothing to compare)."""
+    if not from_onnx and target == "fp32":
+        return model, "the fp32 checkpoint (torch)"  # not the exported file against itself
+    if fp32 is not None and fp32 != final:
+        return fp32, "the fp32 ONNX model"
+    if from_onnx and final.suffix == ".engine":
+        return src, f"its {source_precision} ONNX source"
+    return None, ""  # a byte copy of the source: identical by construction
+
+
+def _parity(reference: Any, candidate: Path) -> float:
     """Mean DSB score between the instances of two models on the bundled real images."""
     import numpy as np
 

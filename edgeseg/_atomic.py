@@ -36,9 +36,11 @@ def atomic_open(path: PathLike, mode: str = "wb", encoding: str | None = None) -
             _chmod(f.fileno(), tmp)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # write/fsync errors (a full disk) name no file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 

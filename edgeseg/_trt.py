@@ -25,6 +25,7 @@ import logging
 import numbers
 import platform
 import re
+import shlex
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -262,8 +263,15 @@ def sidecar_path(engine: PathLike) -> Path:
     return engine.with_name(engine.name + ".json")
 
 
-def rebuild_command(engine: PathLike, onnx: str | None = None) -> str:
-    return f"edgeseg convert {onnx or 'model.onnx'} -o {Path(engine).name}"
+def rebuild_command(engine: PathLike, onnx: Any = None) -> str:
+    """The command that rebuilds ``engine``; names are shell-quoted (a sidecar may be forged)."""
+    src = onnx if _is_file_name(onnx) else "model.onnx"
+    return f"edgeseg convert {shlex.quote(src)} -o {shlex.quote(Path(engine).name)}"
+
+
+def _is_file_name(value: Any) -> bool:
+    """A non-empty string without control characters (what a sidecar's ``onnx`` field holds)."""
+    return isinstance(value, str) and bool(value.strip()) and not any(ord(c) < 32 or ord(c) == 127 for c in value)
 
 
 def make_sidecar(*, info: ModelInfo, profile: Profile, trt_version: str, gpu: GpuInfo, onnx_name: str,
@@ -336,15 +344,63 @@ def read_sidecar(engine: PathLike) -> Sidecar:
     if missing:
         raise ModelError(f"{path} lacks {missing}; {fix}")
     fix = f"rebuild the engine on this device: `{rebuild_command(engine, data.get('onnx'))}`"
+    problems = _field_problems(data)
+    if problems:
+        raise ModelError(f"{path} has invalid fields ({'; '.join(problems[:4])}); {fix}")
     prof = data["profile"]
     try:
-        profile = Profile(*(tuple(int(d) for d in prof[k]) for k in ("min", "opt", "max")))
-        if not all(len(s) == 4 for s in profile):
-            raise ValueError("shapes must have 4 dimensions")
+        profile = _sidecar_profile(prof)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path} has an invalid profile {prof!r} ({exc}); {fix}") from None
     info = ModelInfo.from_dict(data["model_info"], f"the sidecar {path}")
     return Sidecar(path=path, data=data, profile=profile, info=info)
+
+
+def _sidecar_profile(prof: Any) -> Profile:
+    """The sidecar's profile: three shapes of 4 integers >= 1 with min <= opt <= max (ValueError)."""
+    if not isinstance(prof, dict):
+        raise TypeError(f"expected an object with min, opt and max, got {type(prof).__name__}")
+    shapes = []
+    for k in ("min", "opt", "max"):
+        dims = prof[k]
+        if not isinstance(dims, list) or len(dims) != 4:
+            raise ValueError(f"{k} must be a list of 4 dimensions (N, C, H, W)")
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            raise ValueError(f"{k} dimensions must be integers")
+        if min(dims) < 1:
+            raise ValueError(f"{k} dimensions must be >= 1")
+        shapes.append(tuple(dims))
+    lo, mid, hi = shapes
+    if not all(a <= b <= c for a, b, c in zip(lo, mid, hi)):
+        raise ValueError("min <= opt <= max must hold in every dimension")
+    return Profile(*shapes)
+
+
+def _field_problems(data: dict) -> list[str]:
+    """What is wrong with the types and values of a sidecar's fields (empty: nothing)."""
+    problems = []
+
+    def bad(key: str, expected: str) -> None:
+        value = repr(data[key])
+        problems.append(f"{key} {value[:60]}{'...' if len(value) > 60 else ''} is not {expected}")
+
+    if not isinstance(data["trt_version"], str) or not re.match(r"\d+(\.\d+)*", data["trt_version"]):
+        bad("trt_version", "a TensorRT version string such as '10.3.0.30'")
+    if not isinstance(data["compute_capability"], str) or not re.fullmatch(r"\d+\.\d+", data["compute_capability"]):
+        bad("compute_capability", "a string such as '8.7'")
+    if not isinstance(data["engine_sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", data["engine_sha256"]):
+        bad("engine_sha256", "64 lowercase hex digits")
+    for key in ("input_name", "output_name"):
+        if not _is_file_name(data[key]):
+            bad(key, "a tensor name")
+    if not isinstance(data["model_info"], dict):
+        bad("model_info", "an object")
+    for key in ("onnx", "engine", "gpu_name", "platform"):
+        if key in data and not _is_file_name(data[key]):
+            bad(key, "a plain name (text without control characters)")
+    if "precision" in data and data["precision"] not in ("fp32", "fp16", "int8"):
+        bad("precision", "one of fp32, fp16, int8")
+    return problems
 
 
 def check_compatibility(sidecar: dict[str, Any], *, trt_version: str, gpu: GpuInfo, engine: PathLike,

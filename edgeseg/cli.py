@@ -5,7 +5,8 @@ and ``run(args) -> int``. Those modules import nothing heavy at module level: to
 tensorrt are imported inside ``run`` only, after the arguments have been parsed.
 
 The CLI owns logging (``-v``/``-q``) and progress bars; the library never prints.
-An :class:`~edgeseg.errors.EdgesegError` becomes one line on stderr and exit status 1.
+An :class:`~edgeseg.errors.EdgesegError` or an ``OSError`` (a full disk, a read-only folder, a
+file that vanished) becomes one line on stderr and exit status 1; ``-vv`` logs the traceback.
 """
 
 from __future__ import annotations
@@ -63,6 +64,19 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
         root.addHandler(handler)
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``/out/x.json: No space left on device (errno 28); free space or choose another location``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno is not None:
+        reason += f" (errno {exc.errno})"
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    return (f"{where}: {reason}" if where else reason) + "; check the path, its permissions and the free space"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except EdgesegError as exc:
-        print(f"edgeseg {args.command}: error: {exc}", file=sys.stderr)
+        log.debug("%s failed", args.command, exc_info=True)
+        print(f"edgeseg {args.command}: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        log.debug("%s failed", args.command, exc_info=True)
+        print(f"edgeseg {args.command}: error: {_one_line(describe_os_error(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"edgeseg {args.command}: interrupted", file=sys.stderr)

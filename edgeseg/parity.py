@@ -15,15 +15,27 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .data import Sample
-from .errors import DataError
+from .errors import DataError, InputError
 from .metrics import dsb_score
 
-__all__ = ["compare", "TOLERANCES", "side_by_side"]
+__all__ = ["compare", "check_tolerance", "TOLERANCES", "side_by_side"]
 
 log = logging.getLogger(__name__)
 
 # Largest allowed drop of the mean DSB score vs the reference, by candidate precision.
 TOLERANCES = {"fp32": 0.001, "fp16": 0.003, "int8": 0.01}
+
+
+def check_tolerance(tolerance: Any, name: str = "tolerance") -> float:
+    """``tolerance`` as a float: a finite number >= 0 (InputError otherwise)."""
+    try:
+        tol = float(tolerance)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number >= 0 (a DSB score difference), got {tolerance!r}") from None
+    if isinstance(tolerance, bool) or not np.isfinite(tol) or tol < 0:
+        raise InputError(f"{name} must be a finite number >= 0 (the largest allowed DSB score drop, e.g. "
+                         f"0.01), got {tolerance!r}")
+    return tol
 
 
 def compare(reference: Any, candidate: Any, samples: Sequence[Sample], *,
@@ -32,7 +44,7 @@ def compare(reference: Any, candidate: Any, samples: Sequence[Sample], *,
     """Compare two Segmenters image by image; returns a report dict (see module docstring)."""
     if not samples:
         raise DataError("parity needs at least one image")
-    tol = TOLERANCES.get(candidate.precision, 0.01) if tolerance is None else tolerance
+    tol = TOLERANCES.get(candidate.precision, 0.01) if tolerance is None else check_tolerance(tolerance)
     rows, worst = [], None
     for s in (progress(samples) if progress else samples):
         image = s.image()

@@ -38,3 +38,61 @@ def test_eval_unknown_ids(stage1_train, tmp_path, capsys):
     ids.write_text("not-an-image-id\n")
     assert main(["eval", "--model", "default", "--data", str(stage1_train), "--ids", str(ids)]) == 1
     assert "not in" in capsys.readouterr().err
+
+
+# -- issue 9: --ids with --subset scores what it says, and the report says what was scored ----------
+@pytest.fixture(scope="module")
+def six_images(tmp_path_factory):
+    import cv2
+    import numpy as np
+
+    d = tmp_path_factory.mktemp("six")
+    (d / "images").mkdir()
+    (d / "labels").mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(6):
+        img, lab = np.zeros((48, 48), np.uint8), np.zeros((48, 48), np.uint16)
+        for j in range(3):
+            c = tuple(int(v) for v in rng.integers(8, 40, 2))
+            cv2.circle(img, c, 6, 200, -1)
+            cv2.circle(lab, c, 6, j + 1, -1)
+        cv2.imwrite(str(d / "images" / f"s{k}.png"), img)
+        cv2.imwrite(str(d / "labels" / f"s{k}.png"), lab)
+    split = d / "split.json"
+    split.write_text(json.dumps({"train": ["s0", "s1", "s2", "s3"], "val": ["s4", "s5"]}))
+    return d
+
+
+@pytest.mark.parametrize("subset, n, scored", [
+    ([], 2, "the 2 val ids of"), (["--subset", "val"], 2, "the 2 val ids of"),
+    (["--subset", "all"], 6, "all 6 ids of"),
+])
+def test_eval_split_subsets(tiny_pt, six_images, tmp_path, capsys, subset, n, scored):
+    out = tmp_path / "e.json"
+    assert main(["eval", "--model", str(tiny_pt), "--data", str(six_images), "--ids", str(six_images / "split.json"),
+                 "--device", "cpu", "--json", str(out), *subset]) == 0
+    report = json.loads(out.read_text())
+    ids = sorted(r["id"] for r in report["images"])
+    assert report["n_images"] == n and ids == (["s4", "s5"] if n == 2 else [f"s{k}" for k in range(6)])
+    assert report["subset"] == ("all" if n == 6 else "val") and report["scored"].startswith(scored)
+    assert f"{n} images ({scored}" in capsys.readouterr().out
+
+
+def test_eval_id_list_and_whole_dataset(tiny_pt, six_images, tmp_path, capsys):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("s1\ns3\n")
+    base = ["eval", "--model", str(tiny_pt), "--data", str(six_images), "--device", "cpu"]
+    assert main([*base, "--ids", str(ids), "--json", str(tmp_path / "a.json")]) == 0
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["n_images"] == 2 and report["subset"] == "listed" and "listed in" in report["scored"]
+    assert main([*base, "--json", str(tmp_path / "b.json")]) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["n_images"] == 6 and report["subset"] == "all" and report["scored"] == "every labelled image of --data"
+    capsys.readouterr()
+    for subset in ("val", "all"):  # a plain id list has no subsets: refused, not ignored
+        assert main([*base, "--ids", str(ids), "--subset", subset]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--subset {subset} does not apply" in err[0]
+    ids.write_text("\n\n")
+    assert main([*base, "--ids", str(ids)]) == 1
+    assert "lists no ids" in capsys.readouterr().err

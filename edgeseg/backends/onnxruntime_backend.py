@@ -49,6 +49,36 @@ def _providers(ort: Any, device: str, providers: Sequence[str] | None) -> list[s
     return [_CUDA, _CPU]
 
 
+def _fmt(shape: Sequence[Any]) -> str:
+    return " x ".join(str(d) if isinstance(d, int) and d > 0 else str(d or "?") for d in shape)
+
+
+def check_io_shapes(path: Any, input_shape: Sequence[Any], output_shape: Sequence[Any], *, classes: int,
+                    multiple: int) -> None:
+    """ModelError unless the model takes N x 1 x H x W and returns N x ``classes`` x H x W, with N, H
+    and W free (the Segmenter feeds batches of tiles of any size). ONNX Runtime reports a free
+    dimension as a name or None, a fixed one as a positive int."""
+    fix = "export it again with `edgeseg convert MODEL -o model.onnx` (dynamic N, H and W)"
+    shown = _fmt(input_shape)
+    if len(input_shape) != 4:
+        raise ModelError(f"{path} takes a {len(input_shape)}-D input ({shown}); edgeseg models take "
+                         f"N x 1 x H x W grey images: {fix}")
+    channels = input_shape[1]
+    if isinstance(channels, int) and channels > 0 and channels != 1:
+        raise ModelError(f"{path} takes {channels}-channel input ({shown}); edgeseg models take one grey "
+                         f"channel (N x 1 x H x W): {fix}")
+    fixed = [axis for axis, d in zip("NHW", (input_shape[0], input_shape[2], input_shape[3]))
+             if isinstance(d, int) and d > 0]
+    if fixed:
+        raise ModelError(f"{path} has a fixed input shape ({shown}; fixed {', '.join(fixed)}), but the "
+                         f"Segmenter feeds batches of tiles of any size (H and W multiples of {multiple}): "
+                         f"{fix}")
+    out_channels = output_shape[1] if len(output_shape) == 4 else None
+    if len(output_shape) != 4 or (isinstance(out_channels, int) and out_channels > 0 and out_channels != classes):
+        raise ModelError(f"{path} returns {_fmt(output_shape)}; expected N x {classes} x H x W class "
+                         f"probabilities (one channel per class of its metadata): {fix}")
+
+
 class OnnxRuntimeBackend:
     """Runs an edgeseg ONNX model with ONNX Runtime."""
 
@@ -92,6 +122,8 @@ class OnnxRuntimeBackend:
             raise ModelError(f"{path} must have one float input and one output, got inputs "
                              f"{[(i.name, i.type) for i in inputs]} and outputs {[o.name for o in outputs]}")
         self._input, self._output = inputs[0].name, outputs[0].name
+        check_io_shapes(path, inputs[0].shape, outputs[0].shape, classes=len(self.info.classes),
+                        multiple=self.info.multiple)
         log.info("onnxruntime backend: %s (%s) on %s", path, self.precision, active)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -26,9 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..errors import InputError
     from ._common import make_segmenter
+    from ._paths import check_writable
 
     if any(s < 16 for s in args.sizes) or args.repeat < 1:
         raise InputError(f"sizes must be >= 16 px and repeat >= 1, got {args.sizes} / {args.repeat}")
+    if args.json:
+        check_writable(args.json, option="--json")
     seg = make_segmenter(args)
     # a real fluorescence image, mirrored to fill each size (real content at every size)
     tile = next(s.image() for s in load_dataset(demo_dir()) if s.image().ndim == 2)

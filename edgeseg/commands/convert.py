@@ -11,15 +11,20 @@ examples:
   edgeseg convert default -o model.fp16.onnx --precision fp16
   edgeseg convert default -o model.int8.onnx --precision int8 --calib-data DSB/stage1_train
   edgeseg convert model.int8.onnx -o model.int8.engine          # on the device (TensorRT)
+
+Only the output (and an engine's .engine.json sidecar) is written: never the input, never an
+intermediate beside it. An ONNX model keeps its own precision unless --precision says otherwise
+(only an fp32 model can become fp16 or int8).
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help=DESCRIPTION, description=DESCRIPTION, epilog=_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="'default', a .pt checkpoint, or an fp32 .onnx model")
+    p.add_argument("model", help="'default', a .pt checkpoint, or an .onnx model (fp32, fp16 or int8)")
     p.add_argument("-o", "--output", required=True, help="output; the suffix sets the target: .onnx or .engine")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                   help="default: the ONNX model's own precision (from its metadata), fp32 for a checkpoint")
     p.add_argument("--calib-data", default=None, help="training images for INT8 calibration (a dataset folder)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="percentile")
     p.add_argument("--calib-images", type=int, default=64, help="calibration images (default: %(default)s)")
@@ -35,7 +40,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
+    from ._paths import check_writable
 
+    check_writable(args.output, option="-o/--output",
+                   inputs=(args.model, args.calib_cache, args.timing_cache, args.calib_data))
+    for option, cache in (("--calib-cache", args.calib_cache), ("--timing-cache", args.timing_cache)):
+        if cache is not None:  # read if present, (re)written after the work
+            check_writable(cache, option=option, inputs=(args.model,))
     shapes = (args.min_shape, args.opt_shape, args.max_shape)
     profile = None
     if any(shapes):
@@ -58,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if hasattr(bar, "close"):
             bar.close()
-    parity = "skipped" if rep.parity_dsb is None else f"DSB {rep.parity_dsb:.4f} vs fp32 instances"
+    parity = "skipped" if rep.parity_dsb is None else f"DSB {rep.parity_dsb:.4f} vs {rep.parity_reference}'s instances"
     print(f"edgeseg convert: {args.model} -> {rep.output} ({rep.precision}, {rep.size_bytes / 1e6:.1f} MB, "
           f"{rep.seconds:.1f} s; parity: {parity})")
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from ._common import add_model_options
 
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..postprocess import label_instances
     from ..targets import encode, one_hot
     from ..viz import overlay
+    from ._paths import check_writable
 
     from ..errors import DataError
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgeseg demo: {data} has no labels, so no score: nuclei found and frames/s only")
     elif labelled < len(samples):
         print(f"edgeseg demo: {labelled} of {len(samples)} images in {data} have labels; the score is over those")
-    out = Path(args.out)
+    out = check_writable(args.out, folder=True, option="-o/--out")
     seg = None
     if args.oracle:
         print("edgeseg demo --oracle: class probabilities derived from the labels (encode -> blurred "

@@ -12,8 +12,10 @@ DESCRIPTION = "score a model on a labelled dataset (either layout): DSB2018 scor
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help=DESCRIPTION, description=DESCRIPTION)
     p.add_argument("--data", required=True, help="dataset folder (images/ + labels/, or Kaggle per-mask layout)")
-    p.add_argument("--subset", choices=("all", "val"), default="all",
-                   help="'val': only the model's validation images, as its model card lists them")
+    p.add_argument("--subset", choices=("all", "val"), default=None,
+                   help="'all' (default): every image of --data, or with --ids split.json every id of the "
+                        "split (train + val); 'val': the validation ids of --ids split.json (its default), "
+                        "or else of the model card")
     p.add_argument("--ids", default=None, help="a split.json (train/val id lists) or a text file of ids")
     p.add_argument("--json", default=None, help="write the overall figures and per-image rows here")
     p.add_argument("--scales", default="1", metavar="Z[,Z...]",
@@ -23,20 +25,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _ids_from_file(path: str, subset: str) -> list[str]:
+def select_ids(ids_file: str | None, subset: str | None, model_card: dict) -> tuple[list[str] | None, str, str]:
+    """(ids to score or None for every image, the subset scored, a description for the report).
+
+    ``--ids split.json``: ``val`` (default) its val ids, ``all`` its train + val ids. ``--ids
+    ids.txt``: the ids it lists (``--subset`` does not apply). No ``--ids``: ``all`` (default)
+    every image, ``val`` the model card's validation ids.
+    """
     from pathlib import Path
 
     from ..data import load_split
-    from ..errors import DataError
+    from ..errors import DataError, InputError
+    from ..evaluate import subset_ids
 
-    p = Path(path)
+    if ids_file is None:
+        subset = subset or "all"
+        ids = subset_ids(model_card, subset)
+        what = "every labelled image of --data" if ids is None else f"the model card's {len(ids)} validation ids"
+        return ids, subset, what
+    p = Path(ids_file)
     if p.suffix == ".json":
         split = load_split(p)
-        key = "val" if subset in ("val", "all") else subset
-        return list(split[key])
+        subset = subset or "val"
+        if subset == "all":
+            ids = list(dict.fromkeys([*split["train"], *split["val"]]))
+            return ids, subset, f"all {len(ids)} ids of {p} (train {len(split['train'])} + val {len(split['val'])})"
+        return list(split["val"]), subset, f"the {len(split['val'])} val ids of {p}"
+    if subset is not None:
+        raise InputError(f"--subset {subset} does not apply to {p}, a plain list of ids (scored as it is); "
+                         "drop --subset, or pass a split.json to choose its train + val ('all') or val ids")
     if not p.is_file():
         raise DataError(f"id list not found: {p}; expected a split.json or a text file with one id per line")
-    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DataError(f"cannot read the id list {p} ({reason}); expected a text file with one id per "
+                        "line, or a split.json") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids:
+        raise DataError(f"{p} lists no ids; expected one image id per line (or a split.json)")
+    return ids, "listed", f"the {len(ids)} ids listed in {p}"
 
 
 def _zooms(text: str) -> list[float]:
@@ -56,12 +85,15 @@ def run(args: argparse.Namespace) -> int:
     from .._atomic import atomic_write_json
     from ..data import load_dataset
     from ..errors import DataError
-    from ..evaluate import evaluate, subset_ids
+    from ..evaluate import evaluate
     from ._common import make_segmenter
+    from ._paths import check_writable
 
+    if args.json:
+        check_writable(args.json, option="--json", inputs=(args.model, args.ids))
     samples = load_dataset(args.data)
     seg = make_segmenter(args)
-    ids = _ids_from_file(args.ids, args.subset) if args.ids else subset_ids(seg.info.model_card, args.subset)
+    ids, subset, scored = select_ids(args.ids, args.subset, seg.info.model_card)
     if ids is not None:
         by_id = {s.id: s for s in samples}
         missing = [i for i in ids if i not in by_id]
@@ -82,11 +114,11 @@ def run(args: argparse.Namespace) -> int:
                        "ratio_to_1x": (r["dsb_score"] / base) if base else None,
                        "images": r["images"]} for z, r in reports.items()}
     report.update({"diameter": seg.diameter, "tta": seg.tta, "model": args.model, "backend": seg.backend, "device": seg.device,
-                   "precision": seg.precision, "data": str(args.data), "subset": args.subset,
-                   "postprocess": seg.postprocess.to_dict()})
+                   "precision": seg.precision, "data": str(args.data), "subset": subset,
+                   "scored": scored, "ids_file": args.ids, "postprocess": seg.postprocess.to_dict()})
     for kind, k in report["per_kind"].items():
         print(f"  {kind:13s} {k['n_images']:4d} images  DSB {k['dsb_score']:.4f}")
-    print(f"edgeseg eval: {report['n_images']} images, DSB2018 score {report['dsb_score']:.4f}, "
+    print(f"edgeseg eval: {report['n_images']} images ({scored}), DSB2018 score {report['dsb_score']:.4f}, "
           f"AP@0.5 {report['ap50']:.4f}, F1@0.5 {report['f1_50']:.4f} "
           f"({seg.backend}/{seg.device}/{seg.precision}, {report['wall_s']:.1f} s)")
     for z, r in report.get("scale_shift", {}).items():

@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..live import LiveRunner, check_display, open_source
     from ..viz import overlay
     from ._common import make_segmenter
+    from ._paths import check_writable
 
     if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}; leave it out to run until "

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="labelled images (either dataset layout)")
     p.add_argument("--subset", choices=("all", "val"), default="val",
                    help="'val': the reference model's validation images (default), 'all': every image")
-    p.add_argument("--limit", type=int, default=0, help="first N images only")
+    p.add_argument("--limit", type=int, default=None, help="first N images only (N >= 1; default: all)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="largest allowed DSB drop (default by precision: fp32 0.001, fp16 0.003, int8 0.01)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -28,10 +28,22 @@ def run(args: argparse.Namespace) -> int:
 
     from .._atomic import atomic_write_bytes, atomic_write_json
     from ..data import load_dataset
+    from ..errors import InputError
     from ..evaluate import subset_ids
-    from ..parity import compare, side_by_side
+    from ..parity import check_tolerance, compare, side_by_side
     from ..segmenter import Segmenter
     from ._common import progress
+    from ._paths import check_writable
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be >= 1 (the number of images to compare), got {args.limit}; "
+                         "leave it out to compare every image")
+    if args.tolerance is not None:
+        check_tolerance(args.tolerance, "--tolerance")
+    models = (args.reference, args.candidate)
+    for option, path in (("--png", args.png), ("--json", args.json)):
+        if path:
+            check_writable(path, option=option, inputs=models)
 
     def open_model(m: str) -> Segmenter:
         dev = "cuda" if m.endswith(".engine") else ("cpu" if args.device == "auto" else args.device)
@@ -43,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if ids is not None:
         wanted = set(ids)
         samples = [s for s in samples if s.id in wanted]
-    samples = samples[: args.limit] if args.limit else samples
+    samples = samples[: args.limit] if args.limit is not None else samples
     rep = compare(ref, cand, samples, tolerance=args.tolerance,
                   progress=lambda xs: progress(xs, args.progress, unit="image", desc="parity"))
     row, image, a, b = rep.pop("_worst")

@@ -130,8 +130,9 @@ def write_outputs(outs: dict[str, Path], raw, result) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import DataError, EdgesegError
     from ..segmenter import segment_files
+    from ._paths import check_writable
 
-    out = Path(args.out)
+    out = check_writable(args.out, folder=True, option="-o/--out")
     plan = plan_outputs(expand_images(args.images), out, overlay=not args.no_overlay)
     todo = plan if args.overwrite else [(p, o) for p, o in plan if not all(q.is_file() for q in o.values())]
     skipped = len(plan) - len(todo)

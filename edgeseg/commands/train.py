@@ -74,6 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._paths import check_writable
+
+    for option, folder in (("--out", args.out), ("--resume", args.resume), ("--finalize", args.finalize)):
+        if folder is not None:  # before torch is imported and the data is read
+            check_writable(folder, folder=True, option=option)
     from ..errors import InputError
     from ..training.train import TrainConfig, load_run_config, train
     from ..training.data import default_data_dir
