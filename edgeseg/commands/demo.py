@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import DataError
 
+    out = check_writable(args.out, folder=True, option="-o/--out")  # before any work
     data = args.data or demo_dir()
     samples = load_dataset(data)
     labelled = sum(s.has_labels for s in samples)
@@ -56,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgeseg demo: {data} has no labels, so no score: nuclei found and frames/s only")
     elif labelled < len(samples):
         print(f"edgeseg demo: {labelled} of {len(samples)} images in {data} have labels; the score is over those")
-    out = check_writable(args.out, folder=True, option="-o/--out")
     seg = None
     if args.oracle:
         print("edgeseg demo --oracle: class probabilities derived from the labels (encode -> blurred "

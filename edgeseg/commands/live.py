@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.record:
         check_output_file("--record", args.record, "live.avi")
     if args.csv:
+        check_writable(args.csv, option="--csv")  # not a device, folder or unwritable place
         check_output_file("--csv", args.csv, "live.csv")
     if not args.no_display:
         check_display()
