@@ -19,7 +19,15 @@ from edgeseg._atomic import atomic_write_bytes
 from edgeseg.errors import InputError, ModelError
 from edgeseg.modelinfo import file_sha256
 
-from .onnx_export import _require, _verification_inputs, check_graph, io_names, load_onnx, onnx_info, set_metadata
+from .onnx_export import (
+    _require,
+    _verification_inputs,
+    check_graph,
+    io_names,
+    load_onnx,
+    onnx_info,
+    set_metadata,
+)
 
 __all__ = ["convert_fp16", "KEEP_FP32"]
 

@@ -65,7 +65,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def describe_os_error(exc: OSError) -> str:
-    """``/out/x.json: No space left on device (errno 28); free space or choose another location``."""
+    """One line: ``/out/x.json: No space left on device (errno 28); check the path, ...``."""
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno is not None:
         reason += f" (errno {exc.errno})"

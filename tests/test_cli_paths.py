@@ -44,6 +44,12 @@ def test_unwritable_file_outputs(tmp_path, kind, match):
     assert afile.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
+def test_a_dangling_link_is_refused_not_followed(tmp_path):
+    (tmp_path / "r.json").symlink_to(tmp_path / "gone" / "r.json")
+    with pytest.raises(InputError, match="is a link to a missing file"):
+        check_writable(tmp_path / "r.json", option="--json")
+
+
 def test_an_existing_file_is_not_an_output_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(InputError, match="exists and is not a folder"):

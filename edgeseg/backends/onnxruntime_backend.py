@@ -73,6 +73,8 @@ def check_io_shapes(path: Any, input_shape: Sequence[Any], output_shape: Sequenc
         raise ModelError(f"{path} has a fixed input shape ({shown}; fixed {', '.join(fixed)}), but the "
                          f"Segmenter feeds batches of tiles of any size (H and W multiples of {multiple}): "
                          f"{fix}")
+    if not output_shape:  # rank unknown to ONNX Runtime: nothing to check before running
+        return
     out_channels = output_shape[1] if len(output_shape) == 4 else None
     if len(output_shape) != 4 or (isinstance(out_channels, int) and out_channels > 0 and out_channels != classes):
         raise ModelError(f"{path} returns {_fmt(output_shape)}; expected N x {classes} x H x W class "

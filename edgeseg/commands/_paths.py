@@ -58,6 +58,9 @@ def check_writable(path: PathLike, *, folder: bool = False, option: str = "the o
     if str(path) == "":
         raise InputError(f"{option} is an empty path; give a file or folder name")
     check_not_input(p, inputs, option)
+    if p.is_symlink() and not p.exists():
+        raise InputError(f"{option} {p} is a link to a missing file ({os.readlink(p)}); remove the link or "
+                         "choose another path")
     try:
         st = p.stat() if (p.exists() or p.is_symlink()) else None
     except OSError as exc:

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if hasattr(bar, "close"):
             bar.close()
-    parity = "skipped" if rep.parity_dsb is None else f"DSB {rep.parity_dsb:.4f} vs {rep.parity_reference}'s instances"
+    parity = ("skipped" if rep.parity_dsb is None
+              else f"DSB {rep.parity_dsb:.4f} vs {rep.parity_reference}'s instances")
     print(f"edgeseg convert: {args.model} -> {rep.output} ({rep.precision}, {rep.size_bytes / 1e6:.1f} MB, "
           f"{rep.seconds:.1f} s; parity: {parity})")
     return 0
