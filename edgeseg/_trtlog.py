@@ -59,7 +59,8 @@ def trt_logger(trt: Any) -> Any:
     TensorRT's logger must be thread safe and outlive every object created with it; older
     releases also treated it as a singleton, so one instance is shared per ``tensorrt`` module.
     ``with logger.capture() as logged:`` collects the ERROR/INTERNAL_ERROR and WARNING messages
-    emitted meanwhile (a :class:`LoggedMessages`).
+    emitted meanwhile (a :class:`LoggedMessages`); ``capture(quiet=True)`` holds them back from
+    Python logging too, for a caller that reports them itself.
     """
     with _LOGGERS_LOCK:
         key = id(trt.ILogger)
@@ -75,33 +76,35 @@ def _make_logger(trt: Any) -> Any:
         def __init__(self) -> None:
             trt.ILogger.__init__(self)  # required for Python subclasses (TensorRT Logger docs)
             self._lock = threading.Lock()
-            self._captures: list[LoggedMessages] = []
+            self._captures: list[tuple[LoggedMessages, bool]] = []
 
         def log(self, sev: Any, msg: str) -> None:
             if sev == severity.INTERNAL_ERROR or sev == severity.ERROR:
-                log.error("TensorRT: %s", msg)
-                self._keep("errors", msg)
+                if not self._keep("errors", msg):
+                    log.error("TensorRT: %s", msg)
             elif sev == severity.WARNING:
-                log.warning("TensorRT: %s", msg)
-                self._keep("warnings", msg)
+                if not self._keep("warnings", msg):
+                    log.warning("TensorRT: %s", msg)
             elif sev == severity.INFO:
                 log.debug("TensorRT: %s", msg)
 
-        def _keep(self, kind: str, msg: str) -> None:
+        def _keep(self, kind: str, msg: str) -> bool:
+            """Record ``msg`` in every active capture; True if one of them holds it back."""
             with self._lock:
-                for sink in self._captures:
+                for sink, _ in self._captures:
                     getattr(sink, kind).append(str(msg))
+                return any(quiet for _, quiet in self._captures)
 
         @contextlib.contextmanager
-        def capture(self) -> Iterator[LoggedMessages]:
-            sink = LoggedMessages()
+        def capture(self, quiet: bool = False) -> Iterator[LoggedMessages]:
+            entry = (LoggedMessages(), quiet)
             with self._lock:
-                self._captures.append(sink)
+                self._captures.append(entry)
             try:
-                yield sink
+                yield entry[0]
             finally:
                 with self._lock:
-                    self._captures.remove(sink)
+                    self._captures.remove(entry)
 
     return _Logger()
 
@@ -110,20 +113,24 @@ def create_trt(trt: Any, factory: Callable[..., Any], *args: Any, what: str) -> 
     """``factory(*args)`` (e.g. ``trt.Builder``, logger) or one BackendUnavailableError saying why.
 
     A factory that fails (pybind11's nullptr TypeError, or a None result) means TensorRT could
-    not create ``what``; the message carries what TensorRT logged meanwhile, or else the
-    exception's own text, and :data:`CUDA_START_HINT`.
+    not create ``what``; the message carries what TensorRT logged meanwhile (held back from the
+    log, so that it is said once), or else the exception's own text, and :data:`CUDA_START_HINT`.
+    On success, what was logged goes to the log as usual.
     """
     logger = trt_logger(trt)
-    with logger.capture() as logged:
+    with logger.capture(quiet=True) as logged:
         try:
             obj = factory(*args)
             failure = None
         except Exception as exc:  # TypeError from pybind11 when TensorRT returns nullptr
             obj, failure = None, " ".join(f"{type(exc).__name__}: {exc}".split())
-    if obj is None:
-        version = getattr(trt, "__version__", "?")
-        raise BackendUnavailableError(
-            f"TensorRT {version} could not create its {what} "
-            f"({logged.reason(default=failure or 'it returned nothing and logged no reason')}); "
-            f"{CUDA_START_HINT}")
-    return obj
+    if obj is not None:
+        for msg in logged.errors:
+            log.error("TensorRT: %s", msg)
+        for msg in logged.warnings:
+            log.warning("TensorRT: %s", msg)
+        return obj
+    version = getattr(trt, "__version__", "?")
+    raise BackendUnavailableError(
+        f"TensorRT {version} could not create its {what} "
+        f"({logged.reason(default=failure or 'it returned nothing and logged no reason')}); {CUDA_START_HINT}")
