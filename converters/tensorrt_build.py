@@ -7,10 +7,12 @@ makes the same code build on TensorRT 10.x (``STRONGLY_TYPED`` network flag) and
 and made every network strongly typed). INT8 engines are built from the TensorRT flavour of the
 INT8 ONNX model (:func:`edgeseg.calibration.calibrate` with ``target="tensorrt"``); the ONNX
 Runtime flavour (7-bit weights) is refused. Building needs TensorRT and the NVIDIA driver only:
-the GPU's name and compute capability come from the driver library (ctypes), not pycuda. The engine is written as TensorRT's
-raw serialized bytes; beside it ``<engine>.json`` (the sidecar) records the model's
-preprocessing, thresholds and classes, the optimisation profile, the TensorRT version, GPU and
-compute capability it was built for, and checksums. Both are written atomically.
+the GPU's name and compute capability come from the driver library (ctypes), not pycuda.
+
+The engine is written as TensorRT's raw serialized bytes; beside it ``<engine>.json`` (the
+sidecar) records the model's preprocessing, thresholds and classes, the optimisation profile, the
+TensorRT version, GPU and compute capability it was built for, and checksums. Both are written
+atomically.
 
 Engines run only where they were built (same TensorRT version, GPU architecture, platform): build
 on the device that runs them, e.g. ``edgeseg convert model.int8.onnx -o model.int8.engine`` on

@@ -134,6 +134,7 @@ def main() -> None:
     from edgeseg.converters.tensorrt_build import build_engine
 
     res: dict = {"version": trt.__version__}
+    assert version_tuple(trt.__version__)[0] == major, (trt.__version__, major)
     if mode == "nodriver":
         res["build_engine"] = error_of(lambda: build_engine(model, work / "nodriver.engine"))
         print(json.dumps(res))
