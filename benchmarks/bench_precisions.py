@@ -36,11 +36,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     fp32 = export_onnx(args.model, tmp / "model.onnx")
     models = {
-        "torch fp32": Segmenter(args.model, backend="torch", device="cpu"),
-        "onnxruntime fp32": Segmenter(fp32, device="cpu"),
-        "onnxruntime fp16": Segmenter(convert_fp16(fp32, tmp / "model.fp16.onnx"), device="cpu"),
+        "torch fp32": Segmenter(args.model, backend="torch", device="cpu", diameter=None),
+        "onnxruntime fp32": Segmenter(fp32, device="cpu", diameter=None),
+        "onnxruntime fp16": Segmenter(convert_fp16(fp32, tmp / "model.fp16.onnx"), device="cpu", diameter=None),
         "onnxruntime int8": Segmenter(calibrate(fp32, data, tmp / "model.int8.onnx", num_images=args.calib_images,
-                                                cache=REPO / "out" / "calib_cache.json"), device="cpu"),
+                                                cache=REPO / "out" / "calib_cache.json"), device="cpu", diameter=None),
     }
     images = frames(data)
     rows = []

@@ -89,10 +89,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     onnx_fp32 = export_onnx(args.model, tmp / "model.onnx")
     runners = {"baseline (torch eager + skimage)": naive_baseline(args.model),
-               "torch": Segmenter(args.model, backend="torch", device="cpu").segment,
-               "onnxruntime fp32": Segmenter(onnx_fp32, device="cpu").segment}
+               "torch": Segmenter(args.model, backend="torch", device="cpu", diameter=None).segment,
+               "onnxruntime fp32": Segmenter(onnx_fp32, device="cpu", diameter=None).segment}
     for extra in args.onnx:
-        seg = Segmenter(extra, device="cpu")
+        seg = Segmenter(extra, device="cpu", diameter=None)
         runners[f"onnxruntime {seg.precision} ({Path(extra).name})"] = seg.segment
     rows = []
     for size in SIZES:

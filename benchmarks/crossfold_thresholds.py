@@ -41,7 +41,7 @@ def main() -> int:
 
     split = json.loads(Path(args.split).read_text())
     by_id = {s.id: s for s in load_dataset(args.data)}
-    seg = Segmenter(args.model, device="cpu")
+    seg = Segmenter(args.model, device="cpu", diameter=None)  # thresholds live at network scale
     items, probs = ValSet(), []
     for i in split["val"]:
         s = by_id[i]

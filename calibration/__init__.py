@@ -2,7 +2,9 @@
 
     from edgeseg.calibration import calibrate
     calibrate("model.onnx", "../shared/data/dsb2018/stage1_train", method="percentile")
-    # -> model.int8.onnx: symmetric INT8 Q/DQ, per-channel weights, float biases (TensorRT rules)
+    # -> model.int8.onnx for ONNX Runtime on CPUs (7-bit weights, integer convolutions)
+    calibrate("model.onnx", "../shared/data/dsb2018/stage1_train", "model.trt.int8.onnx", target="tensorrt")
+    # -> for TensorRT: INT8 Q/DQ at convolution inputs only, full-range weights, FP16 elsewhere
 
 Needs onnx and onnxruntime (``pip install 'edgeseg[convert]'``), imported when used.
 """
@@ -11,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["calibrate", "CalibrationConfig", "METHODS", "check_tensorrt_qdq"]
+__all__ = ["calibrate", "CalibrationConfig", "METHODS", "TARGETS", "check_tensorrt_qdq"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("calibrate", "CalibrationConfig", "METHODS"):
+    if name in ("calibrate", "CalibrationConfig", "METHODS", "TARGETS"):
         from . import quantize
 
         return getattr(quantize, name)

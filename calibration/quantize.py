@@ -1,16 +1,18 @@
-"""``calibrate``: an fp32 edgeseg ONNX model -> an INT8 Q/DQ ONNX model TensorRT can build.
+"""``calibrate``: an fp32 edgeseg ONNX model -> an INT8 Q/DQ ONNX model for TensorRT or ONNX Runtime.
 
 1. calibration inputs from training images (the runtime's preprocessing, one fixed shape;
    the model's validation images are left out) — :mod:`edgeseg.calibration.inputs`;
 2. activation ranges from ONNX Runtime's calibrators (``minmax``, ``entropy`` or ``percentile``),
-   collected a few images at a time to bound memory, cached as JSON and reused;
-3. Q/DQ insertion with ONNX Runtime's QDQ quantizer set up for TensorRT: symmetric INT8
-   activations and weights (zero points 0), per-channel weights (Conv axis 0, ConvTranspose
-   axis 1), float biases; only the inputs of Conv/ConvTranspose are quantized, the rest of the
-   graph (ReLU, pooling, concatenation, softmax) stays float;
-4. the result is checked against TensorRT's rules (:func:`check_tensorrt_qdq`), carries the
-   model's metadata with ``precision="int8"`` and the calibration settings, and is written
-   atomically.
+   collected a few images at a time to bound memory, cached as JSON and reused (the same
+   ranges serve both targets);
+3. Q/DQ insertion with ONNX Runtime's QDQ quantizer: symmetric INT8 activations and weights
+   (zero points 0), per-channel weights (Conv axis 0, ConvTranspose axis 1), float biases, laid
+   out for the target (:mod:`edgeseg.calibration.targets`): ``tensorrt`` quantizes only the
+   inputs of Conv/ConvTranspose, full-range weights, FP16 elsewhere; ``onnxruntime`` also the
+   Conv outputs but the logits (ONNX Runtime's integer kernels need them), 7-bit weights;
+4. the TensorRT flavour is checked against TensorRT's rules (:func:`check_tensorrt_qdq`); both
+   carry the model's metadata with ``precision="int8"``, the calibration settings and the
+   flavour, and are written atomically.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from edgeseg.modelinfo import file_sha256
 
 from .inputs import ImagesLike, calibration_inputs
 from .rules import check_tensorrt_qdq
+from .targets import TARGETS, Int8Flavour, drop_logit_qdq, flavour, mixed_fp16
 
-__all__ = ["calibrate", "CalibrationConfig", "METHODS"]
+__all__ = ["calibrate", "CalibrationConfig", "METHODS", "TARGETS"]
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
@@ -107,8 +110,8 @@ def _ranges(src: Path, inputs: list[np.ndarray], cfg: CalibrationConfig) -> dict
     return ranges
 
 
-def _quantize(src: Path, ranges: dict[str, list[float]]) -> Any:
-    """QDQ model (ModelProto) from fp32 ``src`` and the activation ranges, set up for TensorRT."""
+def _quantize(src: Path, ranges: dict[str, list[float]], fl: Int8Flavour) -> Any:
+    """QDQ model (ModelProto) from fp32 ``src`` and the activation ranges, laid out as ``fl``."""
     q = _ort_quant()
     import onnx
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
@@ -123,13 +126,20 @@ def _quantize(src: Path, ranges: dict[str, list[float]]) -> Any:
         "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
         "AddQDQPairToWeight": False,
         "DedicatedQDQPair": False,
+        # outputs of weighted layers: float for TensorRT; ONNX Runtime fuses DQ -> Conv -> Q only
+        "OpTypesToExcludeOutputQuantization": ["ConvTranspose"] if fl.output_qdq else ["Conv", "ConvTranspose"],
     }
     model = onnx.load(str(src))
-    quantizer = QDQQuantizer(model, True, False, q.QuantType.QInt8, q.QuantType.QInt8, tensors,
+    quantizer = QDQQuantizer(model, True, fl.reduce_range, q.QuantType.QInt8, q.QuantType.QInt8, tensors,
                              None, None, ["Conv", "ConvTranspose"], extra)
     quantizer.quantize_model()
     quantizer.model.topological_sort()  # Q/DQ nodes are appended last; ONNX wants them sorted
-    return quantizer.model.model
+    qmodel = quantizer.model.model
+    if fl.output_qdq:
+        drop_logit_qdq(qmodel)  # never round the logits to INT8 before Softmax
+    if fl.float_type.startswith("float16"):
+        qmodel = mixed_fp16(qmodel)
+    return qmodel
 
 
 def _load_cache(cache: Path, key: dict[str, Any]) -> dict[str, list[float]] | None:
@@ -152,8 +162,9 @@ def _load_cache(cache: Path, key: dict[str, Any]) -> dict[str, list[float]] | No
 
 
 def calibrate(onnx: PathLike, images: ImagesLike, out: PathLike | None = None, *,
-              method: str = "percentile", num_images: int = 64, shape: int = 512,
-              percentile: float = 99.999, cache: PathLike | None = None, seed: int = 0) -> Path:
+              target: str = "onnxruntime", method: str = "percentile", num_images: int = 64,
+              shape: int = 512, percentile: float = 99.999, cache: PathLike | None = None,
+              seed: int = 0) -> Path:
     """Calibrate an fp32 edgeseg ONNX model on training images and write its INT8 Q/DQ version.
 
     Args:
@@ -161,6 +172,9 @@ def calibrate(onnx: PathLike, images: ImagesLike, out: PathLike | None = None, *
         images: a training dataset folder, or a list of image paths / arrays / Samples.
             Images listed as validation images in the model card are left out.
         out: the INT8 ``.onnx`` to write (default: ``<onnx stem>.int8.onnx`` beside it).
+        target: ``onnxruntime`` (ONNX Runtime on CPUs: 7-bit weights, integer convolutions) or
+            ``tensorrt`` (TensorRT engines: full-range INT8 at convolution inputs, FP16
+            elsewhere); see :mod:`edgeseg.calibration.targets`.
         method: ``minmax`` | ``entropy`` | ``percentile``.
         num_images: how many images (a seeded choice when there are more).
         shape: the fixed calibration input size (square, multiple of the network multiple).
@@ -169,11 +183,12 @@ def calibrate(onnx: PathLike, images: ImagesLike, out: PathLike | None = None, *
     Raises:
         InputError: bad settings, a cache made for something else.
         DataError: fewer than 4 usable training images (fewer than 32: a warning).
-        ModelError: the quantized graph breaks TensorRT's Q/DQ rules.
+        ModelError: the TensorRT flavour breaks TensorRT's Q/DQ rules.
     """
     from edgeseg.converters.onnx_export import check_graph, onnx_info, set_metadata
 
     cfg = CalibrationConfig(method=method, num_images=num_images, shape=shape, percentile=percentile, seed=seed)
+    fl = flavour(target)
     src = Path(onnx)
     info = onnx_info(src)
     if info.precision != "fp32":
@@ -192,14 +207,19 @@ def calibrate(onnx: PathLike, images: ImagesLike, out: PathLike | None = None, *
         if cache:
             atomic_write_json(cache, {"format": CACHE_FORMAT, "edgeseg_version": __version__,
                                       "key": key, "ranges": ranges})
-    qmodel = _quantize(src, ranges)
-    problems = check_tensorrt_qdq(qmodel)
-    if problems:
-        raise ModelError("the INT8 model breaks TensorRT's Q/DQ rules: " + "; ".join(problems[:5]))
+    qmodel = _quantize(src, ranges, fl)
+    if fl.target == "tensorrt":
+        problems = check_tensorrt_qdq(qmodel)
+        if problems:
+            raise ModelError("the INT8 model breaks TensorRT's Q/DQ rules: " + "; ".join(problems[:5]))
     card = dict(info.model_card)
     card["calibration"] = {**asdict(cfg), "n_images": len(ids), "seconds": round(time.perf_counter() - t0, 1)}
+    card["int8"] = fl.metadata()
     set_metadata(qmodel, info.replace(precision="int8", source_sha256=key["onnx_sha256"], model_card=card))
+    entry = qmodel.metadata_props.add()
+    entry.key, entry.value = "edgeseg.int8_target", fl.target
     check_graph(qmodel, "the INT8 graph")
     atomic_write_bytes(out, qmodel.SerializeToString())
-    log.info("wrote %s (%s calibration on %d images, %.1f s)", out, cfg.method, len(ids), time.perf_counter() - t0)
+    log.info("wrote %s (INT8 for %s, %s calibration on %d images, %.1f s)", out, fl.target, cfg.method,
+             len(ids), time.perf_counter() - t0)
     return out

@@ -4,7 +4,10 @@ TensorRT takes INT8 Q/DQ graphs that are symmetric (every zero point 0), quantiz
 output channel (Conv: axis 0; ConvTranspose, whose weights are C_in x C_out x kH x kW: axis 1),
 and keep biases in float (no INT32 DequantizeLinear). ONNX Runtime's ``quantize_static`` defaults
 break each rule; :func:`check_tensorrt_qdq` lists every violation so tests and the calibrator can
-refuse a model TensorRT would reject or mis-run.
+refuse a model TensorRT would reject or mis-run. It also holds edgeseg's TensorRT flavour to
+NVIDIA's placement advice: Q/DQ at the inputs of weighted layers only (a Conv output feeding a
+QuantizeLinear is reported), logits never quantized before Softmax, and full-range 8-bit weights
+(the 7-bit weights of the ONNX Runtime flavour are reported).
 """
 
 from __future__ import annotations
@@ -49,7 +52,19 @@ def check_tensorrt_qdq(model: Any) -> list[str]:
             x = const(n.input[0])
             if x is not None and x.dtype == np.int32:
                 problems.append(f"{n.name}: INT32 DequantizeLinear (a quantized bias); TensorRT needs float biases")
-    # weights of Conv / ConvTranspose: quantized per channel on the right axis
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for n in g.node:
+        if n.op_type in _WEIGHT_AXIS and any(c.op_type == "QuantizeLinear" for c in consumers.get(n.output[0], [])):
+            problems.append(f"{n.name}: its output {n.output[0]} is quantized; quantize only the inputs of "
+                            "weighted layers and leave their outputs to TensorRT's fusion")
+    for sm in (n for n in g.node if n.op_type == "Softmax"):
+        dq = producers.get(sm.input[0])
+        if dq is not None and dq.op_type == "DequantizeLinear":
+            problems.append(f"{sm.name}: its input {sm.input[0]} (the logits) went through Q/DQ; keep logits float")
+    # weights of Conv / ConvTranspose: quantized per channel on the right axis, full range
     for n in g.node:
         if n.op_type not in _WEIGHT_AXIS or len(n.input) < 2:
             continue
@@ -60,6 +75,9 @@ def check_tensorrt_qdq(model: Any) -> list[str]:
         scale = const(dq.input[1])
         axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
         w = const(dq.input[0])
+        if w is not None and w.dtype == np.int8 and w.size and int(np.abs(w.astype(np.int32)).max()) <= 64:
+            problems.append(f"{n.name}: weight {n.input[1]} uses at most 7 bits (|q| <= 64, ONNX Runtime's "
+                            "reduce_range); TensorRT's flavour quantizes weights to the full [-127, 127]")
         if w is None:  # Q -> DQ on a float weight: look through the QuantizeLinear
             q = producers.get(dq.input[0])
             w = const(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
@@ -72,6 +90,6 @@ def check_tensorrt_qdq(model: Any) -> list[str]:
             b = producers.get(n.input[2])
             if b is not None and b.op_type == "DequantizeLinear":
                 problems.append(f"{n.name}: bias {n.input[2]} goes through DequantizeLinear; keep it float")
-            elif n.input[2] in inits and inits[n.input[2]].data_type != TensorProto.FLOAT:
-                problems.append(f"{n.name}: bias {n.input[2]} is not float32")
+            elif n.input[2] in inits and inits[n.input[2]].data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+                problems.append(f"{n.name}: bias {n.input[2]} is not float32 or float16")
     return problems

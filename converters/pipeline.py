@@ -18,6 +18,13 @@ output that names one of the inputs is refused before anything runs. Each result
 the level users care about: the instances it finds on the bundled real images are compared with
 the reference's (Kaggle DSB score between the two): the fp32 ONNX model, the checkpoint for an
 fp32 export, or the source ONNX an engine was built from unchanged.
+
+INT8 comes in two flavours (:mod:`edgeseg.calibration.targets`), one per runtime: ``int8_target``
+``"tensorrt"`` (full-range INT8 at convolution inputs, FP16 elsewhere) or ``"onnxruntime"`` (7-bit
+weights, integer convolutions on CPUs). Left out, it follows the output: an ``.engine`` is built
+from the TensorRT flavour, an ``.onnx`` is the ONNX Runtime flavour; an ``.engine`` with
+``"onnxruntime"`` is refused, as is ``int8_target`` with another precision or an already-int8
+source.
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ from typing import Any, Callable, Union
 
 from edgeseg.errors import InputError
 
-__all__ = ["convert", "ConvertReport", "PRECISIONS"]
+__all__ = ["convert", "ConvertReport", "PRECISIONS", "INT8_TARGETS"]
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 PRECISIONS = ("fp32", "fp16", "int8")
+INT8_TARGETS = ("onnxruntime", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -70,14 +78,16 @@ def _check_outputs(out: Path, inputs: list[Any]) -> None:
 
 def convert(model: PathLike, out: PathLike, *, precision: str | None = None, calib_data: Any = None,
             calib_method: str = "percentile", calib_images: int = 64, calib_cache: PathLike | None = None,
-            profile: Any = None, workspace_gib: float = 2.0, timing_cache: PathLike | None = None,
-            parity: bool = True, on_stage: Callable[[str], None] | None = None) -> ConvertReport:
+            int8_target: str | None = None, profile: Any = None, workspace_gib: float = 2.0,
+            timing_cache: PathLike | None = None, parity: bool = True,
+            on_stage: Callable[[str], None] | None = None) -> ConvertReport:
     """Convert ``model`` to ``out`` (``.onnx`` or ``.engine``) in ``precision``.
 
     ``precision=None``: the source's own (fp32 for a checkpoint; an ONNX model's from its
     metadata). ``calib_data`` (a training-image folder or list of images) is required when an
     fp32 model becomes ``int8``. ``on_stage`` is called with a short text as each stage starts
     (the CLI's progress bar). Nothing but ``out`` (and an engine's sidecar) is written.
+    ``int8_target`` picks the INT8 flavour when calibrating (default: from the output suffix).
     """
     from .onnx_export import export_onnx, onnx_info
 
@@ -100,6 +110,16 @@ def convert(model: PathLike, out: PathLike, *, precision: str | None = None, cal
                          f"model or the checkpoint to {target}, or drop --precision to build {src.name} "
                          "as it is")
     calibrating = target == "int8" and source_precision != "int8"
+    if int8_target is not None:
+        if int8_target not in INT8_TARGETS:
+            raise InputError(f"--int8-target must be one of {INT8_TARGETS}, got {int8_target!r}")
+        if not calibrating:
+            raise InputError(f"--int8-target applies when an fp32 model is calibrated to int8, not to "
+                             f"{src.name} as {target}; drop --int8-target")
+        if out.suffix == ".engine" and int8_target == "onnxruntime":
+            raise InputError(f"{out} is a TensorRT engine, which is built from the 'tensorrt' INT8 flavour; "
+                             "drop --int8-target onnxruntime, or write a .onnx for ONNX Runtime")
+    flavour = int8_target or ("tensorrt" if out.suffix == ".engine" else "onnxruntime")
     if calibrating and calib_data is None:
         raise InputError("INT8 needs calibration images: pass --calib-data DIR (training images; the "
                          "model's validation images are left out automatically)")
@@ -140,9 +160,11 @@ def convert(model: PathLike, out: PathLike, *, precision: str | None = None, cal
             else:
                 from edgeseg.calibration import calibrate
 
-                _stage(steps, on_stage, f"calibrate INT8 ({calib_method}, up to {calib_images} images)")
-                result = Path(calibrate(fp32, calib_data, onnx_out, method=calib_method,
-                                        num_images=calib_images, cache=calib_cache))
+                _stage(steps, on_stage, f"calibrate INT8 for {flavour} ({calib_method}, up to "
+                                        f"{calib_images} images)")
+                result = Path(calibrate(fp32, calib_data, onnx_out, target=flavour,
+                                        method=calib_method, num_images=calib_images,
+                                        cache=calib_cache))
         final = result
         if out.suffix == ".engine":
             from .tensorrt_build import build_engine

@@ -2,11 +2,17 @@
 
 The network is strongly typed, so the precision is the ONNX graph's own (FP16 casts, INT8
 QuantizeLinear/DequantizeLinear); no precision builder flags or calibrators are used, which
-makes the same code build on TensorRT 10.x and 11.x (11.x removed ``BuilderFlag.FP16/INT8`` and
-the calibrators and made every network strongly typed). The engine is written as TensorRT's
-raw serialized bytes; beside it ``<engine>.json`` (the sidecar) records the model's
-preprocessing, thresholds and classes, the optimisation profile, the TensorRT version, GPU and
-compute capability it was built for, and checksums. Both are written atomically.
+makes the same code build on TensorRT 10.x (``STRONGLY_TYPED`` network flag) and 11.x
+(``create_network()`` without flags: 11.x removed ``BuilderFlag.FP16/INT8`` and the calibrators
+and made every network strongly typed). INT8 engines are built from the TensorRT flavour of the
+INT8 ONNX model (:func:`edgeseg.calibration.calibrate` with ``target="tensorrt"``); the ONNX
+Runtime flavour (7-bit weights) is refused. Building needs TensorRT and the NVIDIA driver only:
+the GPU's name and compute capability come from the driver library (ctypes), not pycuda.
+
+The engine is written as TensorRT's raw serialized bytes; beside it ``<engine>.json`` (the
+sidecar) records the model's preprocessing, thresholds and classes, the optimisation profile, the
+TensorRT version, GPU and compute capability it was built for, and checksums. Both are written
+atomically.
 
 Engines run only where they were built (same TensorRT version, GPU architecture, platform): build
 on the device that runs them, e.g. ``edgeseg convert model.int8.onnx -o model.int8.engine`` on
@@ -25,9 +31,9 @@ from typing import Any, Union
 from edgeseg._atomic import atomic_write_bytes, atomic_write_json
 from edgeseg._trt import (
     Profile,
+    create_trt,
     default_profile,
-    gpu_info,
-    import_cuda_driver,
+    driver_gpu_info,
     import_tensorrt,
     make_sidecar,
     network_flags,
@@ -84,7 +90,8 @@ def build_engine(
         InputError: bad arguments or profile.
         ModelError: the ONNX file is missing, not an edgeseg model, or TensorRT cannot parse or
             build it (the message carries TensorRT's errors).
-        BackendUnavailableError: TensorRT (>= 10), pycuda or a CUDA GPU is missing.
+        BackendUnavailableError: TensorRT (>= 10), the NVIDIA driver or a CUDA GPU is missing,
+            or TensorRT cannot start CUDA (the message carries TensorRT's logged reason).
     """
     onnx, out = Path(onnx), Path(out)
     if out.suffix != ".engine":
@@ -96,18 +103,18 @@ def build_engine(
                          "`edgeseg convert MODEL -o model.onnx`")
     data = onnx.read_bytes()
     info = _model_info(onnx)
+    _check_int8_flavour(info, onnx, out)
     prof = default_profile(info.multiple) if profile is None else validate_profile(profile, info.multiple)
     cache = Path(timing_cache) if timing_cache is not None else None
 
     trt = import_tensorrt()
-    gpu = gpu_info(import_cuda_driver())
+    gpu = driver_gpu_info()
     logger = trt_logger(trt)
     log.info("building a %s TensorRT %s engine from %s on %s (compute %s), profile %s",
              info.precision, trt.__version__, onnx, gpu.name, gpu.compute_capability, prof.describe())
     t0 = time.perf_counter()
-    with logger.capture() as errors:
-        engine, input_name, output_name = _build(trt, logger, data, onnx, prof, workspace_gib, cache,
-                                                  errors, info.precision)
+    engine, input_name, output_name = _build(trt, logger, data, onnx, prof, workspace_gib, cache,
+                                             info.precision)
     seconds = time.perf_counter() - t0
 
     atomic_write_bytes(out, engine)  # raw serialized plan, nothing prepended
@@ -123,13 +130,22 @@ def build_engine(
 
 
 def _build(trt: Any, logger: Any, data: bytes, onnx: Path, prof: Profile, workspace_gib: float,
-           cache: Path | None, errors: list[str], precision: str) -> tuple[bytes, str, str]:
+           cache: Path | None, precision: str) -> tuple[bytes, str, str]:
     """The TensorRT part: parse, configure, build. Returns (plan bytes, input name, output name)."""
-    builder = trt.Builder(logger)
-    # TensorRT 10.x: STRONGLY_TYPED == 1; 11.x: == 0 and always on (see edgeseg._trt.network_flags)
-    network = builder.create_network(network_flags(trt.NetworkDefinitionCreationFlag,
-                                                   version_tuple(trt.__version__)[0]))
-    parser = trt.OnnxParser(network, logger)
+    builder = create_trt(trt, trt.Builder, logger, what="builder")
+    # TensorRT 10.x: 1 << STRONGLY_TYPED (== 1 there); 11.x: no flags (see edgeseg._trt.network_flags)
+    flags = network_flags(trt.NetworkDefinitionCreationFlag, version_tuple(trt.__version__)[0])
+    network = create_trt(trt, builder.create_network, *(() if flags is None else (flags,)),
+                         what="network definition")
+    parser = create_trt(trt, trt.OnnxParser, network, logger, what="ONNX parser")
+    with logger.capture() as logged:
+        return _parse_and_build(trt, builder, network, parser, data, onnx, prof, workspace_gib, cache,
+                                precision, logged)
+
+
+def _parse_and_build(trt: Any, builder: Any, network: Any, parser: Any, data: bytes, onnx: Path,
+                     prof: Profile, workspace_gib: float, cache: Path | None, precision: str,
+                     logged: Any) -> tuple[bytes, str, str]:
     if not parser.parse(data, str(onnx)):  # path lets the parser find external weights
         details = format_parser_errors([parser.get_error(i) for i in range(parser.num_errors)])
         raise ModelError(f"TensorRT {trt.__version__} could not parse {onnx}: {details}")
@@ -140,7 +156,7 @@ def _build(trt: Any, logger: Any, data: bytes, onnx: Path, prof: Profile, worksp
     if len(inp.shape) != 4:
         raise ModelError(f"{onnx} input {inp.name!r} has shape {tuple(inp.shape)}; expected N x 1 x H x W")
 
-    config = builder.create_builder_config()
+    config = create_trt(trt, builder.create_builder_config, what="builder config")
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         # TF32 (10-bit mantissa products) is on by default in 10.x and 11.x; an fp32 engine stays
@@ -150,20 +166,31 @@ def _build(trt: Any, logger: Any, data: bytes, onnx: Path, prof: Profile, worksp
     opt_profile.set_shape(inp.name, prof.min, prof.opt, prof.max)
     if config.add_optimization_profile(opt_profile) < 0:
         raise ModelError(f"TensorRT rejected the optimisation profile {prof.describe()} for {onnx}: "
-                         + ("; ".join(errors) or "no details"))
+                         + logged.reason("no details"))
     if cache is not None:
         _attach_timing_cache(config, cache)
 
     plan = builder.build_serialized_network(network, config)  # None on failure
     if plan is None:
         raise ModelError(f"TensorRT {trt.__version__} failed to build an engine from {onnx} (profile "
-                         f"{prof.describe()}, workspace {workspace_gib} GiB): "
-                         + ("; ".join(errors) or "no error was logged"))
+                         f"{prof.describe()}, workspace {workspace_gib} GiB): " + logged.reason())
     engine = memoryview(plan).tobytes()  # IHostMemory supports the buffer protocol
     if cache is not None:
         atomic_write_bytes(cache, memoryview(config.get_timing_cache().serialize()).tobytes())
         log.info("timing cache written to %s", cache)
     return engine, str(inp.name), str(outp.name)
+
+
+def _check_int8_flavour(info: ModelInfo, onnx: Path, out: Path) -> None:
+    """ModelError for an INT8 model calibrated for ONNX Runtime on the CPU (see calibrate's targets)."""
+    target = (info.model_card.get("int8") or {}).get("target") if info.precision == "int8" else None
+    if target not in (None, "tensorrt"):
+        raise ModelError(
+            f"{onnx} is the INT8 model for ONNX Runtime on the CPU ({target} flavour: 7-bit weights, Q/DQ "
+            "at convolution outputs), not the TensorRT flavour (full-range INT8 at convolution inputs, FP16 "
+            "elsewhere); calibrate for TensorRT with `edgeseg convert MODEL -o "
+            f"{out.name} --precision int8 --calib-data DIR` or `... -o model.int8.onnx --precision int8 "
+            "--int8-target tensorrt --calib-data DIR`")
 
 
 def _attach_timing_cache(config: Any, path: Path) -> None:

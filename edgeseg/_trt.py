@@ -10,16 +10,21 @@ Both are driven through the same API subset. Differences that matter here (sourc
 functions that depend on them):
 
 * TensorRT 11 removed ``BuilderFlag.FP16/INT8`` and the INT8 calibrators; every network is
-  strongly typed, so precision comes from the ONNX graph (FP16 casts, INT8 Q/DQ nodes).
-  TensorRT 10 builds the same graphs the same way when the network is created with
-  ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``.
-* That flag's enum value differs: 1 in 10.x (``EXPLICIT_BATCH`` = 0 still exists, deprecated),
-  0 in 11.x (``EXPLICIT_BATCH`` removed; ``STRONGLY_TYPED`` deprecated and ignored).
+  strongly typed, so precision comes from the ONNX graph (FP16 casts, INT8 Q/DQ nodes), and
+  ``create_network()`` takes no flags. TensorRT 10 builds the same graphs the same way when the
+  network is created with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED``.
+* That flag's enum value differs: 1 in 10.x (``EXPLICIT_BATCH`` = 0 beside it, deprecated),
+  0 in 11.x (deprecated and ignored there; ``PREFER_JIT_PYTHON_PLUGINS`` = 1,
+  ``PREFER_AOT_PYTHON_PLUGINS`` = 2), so it is read from the enum and passed on 10.x only.
+
+When CUDA cannot start (a driver too old for the wheel's CUDA, a GPU that is busy or lost),
+``trt.Builder(logger)`` and ``trt.Runtime(logger)`` raise pybind11's ``TypeError: factory function
+returned nullptr`` and TensorRT logs the reason as a WARNING: :func:`create_trt` turns that into
+one BackendUnavailableError carrying the reason (:mod:`edgeseg._trtlog`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import numbers
@@ -28,11 +33,12 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 
+from ._trtlog import LoggedMessages, create_trt, trt_logger  # noqa: F401  (re-exported)
 from ._version import __version__
 from .errors import BackendUnavailableError, InputError, ModelError
 from .modelinfo import ModelInfo
@@ -45,10 +51,11 @@ Shape = tuple[int, int, int, int]
 MIN_TRT_MAJOR = 10
 SIDECAR_FORMAT = "edgeseg-engine"
 SIDECAR_VERSION = 1
-TRT_INSTALL_HINT = ("install it with `pip install 'edgeseg[tensorrt]'` (desktop GPUs: TensorRT 10.x/11.x "
-                    "and pycuda from PyPI); on Jetson, JetPack provides TensorRT, then `pip install pycuda`")
-PYCUDA_INSTALL_HINT = ("install it with `pip install pycuda` (on Jetson: with JetPack's CUDA on PATH), or "
-                       "`pip install 'edgeseg[tensorrt]'`")
+TRT_INSTALL_HINT = ("install it with `pip install 'edgeseg[tensorrt-cu12]'` (x86-64 GPUs, NVIDIA driver >= 525; "
+                    "'edgeseg[tensorrt-cu13]' needs driver >= 580); on Jetson, JetPack provides TensorRT, then "
+                    "`pip install pycuda`")
+PYCUDA_INSTALL_HINT = ("install it with `pip install pycuda` (it compiles against the CUDA toolkit: put its "
+                       "bin/ on PATH; on Jetson, JetPack's CUDA), or `pip install 'edgeseg[tensorrt-cu12]'`")
 
 
 # -- versions and flags ---------------------------------------------------------------------------
@@ -78,17 +85,17 @@ def check_trt_version(version: str) -> tuple[int, ...]:
     return v
 
 
-def network_flags(flag_enum: Any, trt_major: int) -> int:
-    """``create_network`` flags for a strongly typed network.
+def network_flags(flag_enum: Any, trt_major: int) -> int | None:
+    """The ``create_network`` flags for a strongly typed network; None: call it without flags.
 
-    ``1 << int(flag_enum.STRONGLY_TYPED)``: the member's value is 1 in TensorRT 10.x and 0 in
-    11.x (there it is deprecated and ignored, as every network is strongly typed), so it is read
-    from the enum, never hard-coded. Should a later release drop the member, 11+ needs no flag.
+    TensorRT 10.x: ``1 << int(flag_enum.STRONGLY_TYPED)`` (the member's value is 1 there; it is
+    read from the enum, never hard-coded). TensorRT 11+: None, as every network is strongly
+    typed and 11.x documents the member as deprecated and ignored.
     """
+    if trt_major >= 11:
+        return None
     member = getattr(flag_enum, "STRONGLY_TYPED", None)
     if member is None:
-        if trt_major >= 11:
-            return 0
         raise BackendUnavailableError(
             f"this TensorRT {trt_major}.x has no NetworkDefinitionCreationFlag.STRONGLY_TYPED; "
             f"edgeseg needs TensorRT {MIN_TRT_MAJOR} or newer")
@@ -144,6 +151,14 @@ def gpu_info(cuda: Any, index: int = 0) -> GpuInfo:
     dev = cuda.Device(index)
     major, minor = dev.compute_capability()
     return GpuInfo(name=str(dev.name()), compute_capability=f"{int(major)}.{int(minor)}")
+
+
+def driver_gpu_info(index: int = 0) -> GpuInfo:
+    """The same from the CUDA driver library itself (ctypes, no pycuda): what engine builds use."""
+    from ._cudadrv import device_info
+
+    name, cc = device_info(index)
+    return GpuInfo(name=name, compute_capability=cc)
 
 
 def platform_tag() -> str:
@@ -438,56 +453,3 @@ def check_compatibility(sidecar: dict[str, Any], *, trt_version: str, gpu: GpuIn
     if sidecar.get("platform") and sidecar["platform"] != here_platform:
         raise ModelError(f"{engine} was built on {sidecar['platform']}, this is {here_platform}; engines "
                          f"are not portable across platforms. Rebuild it on this device: `{cmd}`")
-
-
-# -- TensorRT logging ------------------------------------------------------------------------------
-_LOGGERS: dict[int, Any] = {}
-_LOGGERS_LOCK = threading.Lock()
-
-
-def trt_logger(trt: Any) -> Any:
-    """A process-wide ``trt.ILogger`` that forwards to Python logging and collects errors.
-
-    TensorRT's logger must be thread safe and outlive every object created with it; older
-    releases also treated it as a singleton, so one instance is shared. ``with
-    logger.capture() as errors:`` collects the ERROR/INTERNAL_ERROR messages emitted meanwhile.
-    """
-    with _LOGGERS_LOCK:
-        key = id(trt.ILogger)
-        if key not in _LOGGERS:
-            _LOGGERS[key] = _make_logger(trt)
-        return _LOGGERS[key]
-
-
-def _make_logger(trt: Any) -> Any:
-    severity = trt.ILogger.Severity
-
-    class _Logger(trt.ILogger):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # required for Python subclasses (TensorRT Logger docs)
-            self._lock = threading.Lock()
-            self._captures: list[list[str]] = []
-
-        def log(self, sev: Any, msg: str) -> None:
-            if sev == severity.INTERNAL_ERROR or sev == severity.ERROR:
-                log.error("TensorRT: %s", msg)
-                with self._lock:
-                    for sink in self._captures:
-                        sink.append(str(msg))
-            elif sev == severity.WARNING:
-                log.warning("TensorRT: %s", msg)
-            elif sev == severity.INFO:
-                log.debug("TensorRT: %s", msg)
-
-        @contextlib.contextmanager
-        def capture(self) -> Iterator[list[str]]:
-            sink: list[str] = []
-            with self._lock:
-                self._captures.append(sink)
-            try:
-                yield sink
-            finally:
-                with self._lock:
-                    self._captures.remove(sink)
-
-    return _Logger()

@@ -258,8 +258,10 @@ def label_instances(
         m, rest = cv2.connectedComponents(todo, connectivity=8, ltype=cv2.CV_32S)
         if m > 1:
             labels = labels.astype(_label_dtype(n + m), copy=False)
-            cv2.add(rest, (n - 1, 0, 0, 0), dst=rest)
-            cv2.copyTo(rest.astype(labels.dtype), todo, labels)
+            # numpy, not cv2.add(rest, scalar): OpenCV reads a 4 x 1 (or 1 x 4 ...) array as a
+            # scalar too, and OpenCV 5 then refuses to guess the output type.
+            shifted = np.add(rest, n - 1, dtype=np.int64).astype(labels.dtype)
+            cv2.copyTo(shifted, todo, labels)
             n += m - 1
         del rest
     return _renumber(labels, n, cfg.min_size)

@@ -105,10 +105,12 @@ class Segmenter:
         batch_size: tiles per network call (default 4, or the engine profile's largest batch).
         backend_options: passed to the backend (e.g. ``precision="fp16"`` for torch on CUDA,
             ``providers=[...]`` or ``threads=N`` for ONNX Runtime).
-        diameter: size control (:mod:`edgeseg.sizing`): None (frames as they are), a nucleus
-            diameter in px (frames are rescaled so nuclei match the model's training diameter,
-            labels come back at the frame's size), or "auto" (estimated per frame by consensus
-            across zooms; :meth:`calibrate_size` estimates it once for a stream instead).
+        diameter: size control (:mod:`edgeseg.sizing`): "auto" (default: estimated per frame by
+            consensus across zooms, ~1.3x the network time; :meth:`calibrate_size` estimates it
+            once for a stream instead), a nucleus diameter in px (frames are rescaled so nuclei
+            match the model's training diameter, labels come back at the frame's size), or None
+            (frames as they are: the fastest, for nuclei of the training size). "auto" is the
+            default because it wins on the held-out groups and on rescaled copies of them.
         tta: test-time augmentation: average the probabilities of the 8 flips / 90-degree
             rotations (8x the network time; for offline analysis, not live use).
         **thresholds: overrides of the model's post-processing thresholds
@@ -125,7 +127,7 @@ class Segmenter:
         overlap: int | None = None,
         batch_size: int | None = None,
         backend_options: dict[str, Any] | None = None,
-        diameter: float | str | None = None,
+        diameter: float | str | None = "auto",
         tta: bool = False,
         **thresholds: Any,
     ) -> None:

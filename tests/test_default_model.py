@@ -29,8 +29,18 @@ def load(stage1_train, i):
 
 
 def test_model_card_claims():
-    assert CARD["val"]["dsb_score"] >= 0.50, CARD["val"]["dsb_score"]
-    assert CARD["val"]["n_images"] == len(VAL) > 50
+    # val = the held-out acquisition groups of training/splits/dsb2018_groups.json (a new lab)
+    assert CARD["val"]["dsb_score"] >= 0.45, CARD["val"]["dsb_score"]
+    assert CARD["val"]["n_images"] == len(VAL) > 100
+    split = json.loads((MODELS_DIR.parents[1] / "training" / "splits" / "dsb2018_groups.json")
+                       .read_text()) if (MODELS_DIR.parents[1] / "training").is_dir() else None
+    if split is not None:  # a checkout (the wheel has no training/ folder)
+        assert set(VAL) == set(split["val"])
+    assert CARD["nucleus_diameter"] > 5
+    auto = CARD["validation"]["settings"]["auto"]
+    assert auto["1"]["dsb_score"] >= CARD["validation"]["settings"]["none"]["1"]["dsb_score"]
+    assert auto["2"]["ratio_to_1x"] >= 0.85 and auto["0.5"]["ratio_to_1x"] >= 0.7
+    assert CARD["train_config"]["norm"]["colour"] == "hematoxylin"
     assert set(CARD["val"]["per_kind"]) == {"fluorescence", "stained", "brightfield"}
     assert CARD["model"]["gflops_1024"] <= 100
     assert (MODELS_DIR / "default" / "model.pt").stat().st_size <= 10 * 2**20
@@ -40,7 +50,7 @@ def test_model_card_claims():
 
 @pytest.fixture(scope="module")
 def seg_torch():
-    return Segmenter("default", device="cpu")
+    return Segmenter("default", device="cpu", diameter=None)  # the card scores are without size control
 
 
 def test_regression_against_model_card(stage1_train, seg_torch):
@@ -59,7 +69,7 @@ def default_onnx(tmp_path_factory):
 
 
 def test_onnxruntime_fp32_matches_torch_on_real_val_images(stage1_train, seg_torch, default_onnx):
-    seg_ort = Segmenter(default_onnx, device="cpu")
+    seg_ort = Segmenter(default_onnx, device="cpu", diameter=None)
     worst = 0.0
     for i in val_ids(4):
         image, _ = load(stage1_train, i)
@@ -77,8 +87,8 @@ def test_tiled_matches_untiled_on_largest_val_images(stage1_train, manifest, def
     sizes = {m["id"]: m["h"] * m["w"] for m in manifest}
     big = sorted((i for i in VAL if sizes[i] >= 1024 * 1024), key=lambda i: -sizes[i])[:2]
     assert big, "the val split holds no image of >= 1024 x 1024 px"
-    whole = Segmenter(default_onnx, device="cpu", tile=1408)
-    tiled = Segmenter(default_onnx, device="cpu", tile=512, overlap=128)
+    whole = Segmenter(default_onnx, device="cpu", tile=1408, diameter=None)
+    tiled = Segmenter(default_onnx, device="cpu", tile=512, overlap=128, diameter=None)
     for i in big:
         image, _ = load(stage1_train, i)
         a, b = whole.segment(image), tiled.segment(image)

@@ -49,6 +49,21 @@ def test_foreground_without_seed_becomes_its_own_instance():
     assert pred.max() == 1 and (pred[5:12, 5:12] == 1).all()
 
 
+@pytest.mark.parametrize("shape", [(4, 1), (1, 4), (2, 1), (3, 1), (1, 1), (4, 4), (5, 3), (1, 40)])
+def test_unseeded_foreground_on_tiny_frames(shape):
+    """Shapes OpenCV can mistake for a scalar (4 x 1 is a cv::Scalar to OpenCV 5's arithmetic)."""
+    h, w = shape
+    body, unseeded, bg = (0.0, 1.0, 0.0), (0.2, 0.3, 0.5), (1.0, 0.0, 0.0)
+    p = np.empty((3, h, w), np.float32)
+    p[:] = np.array(unseeded, np.float32)[:, None, None]
+    assert (label_instances(p, min_size=0) == 1).all()  # all foreground, no seed: one instance
+    if min(h, w) == 1 and h * w >= 3:  # a line: a seed, background, unseeded foreground
+        flat = p.reshape(3, -1)
+        flat[:, 0], flat[:, 1] = body, bg
+        pred = label_instances(p, min_size=0).reshape(-1)
+        assert pred[0] == 1 and pred[1] == 0 and (pred[2:] == 2).all() and pred.dtype == np.int32
+
+
 def test_holes_are_filled_or_kept():
     gt = np.zeros((20, 20), np.int32)
     gt[3:15, 3:15] = 1

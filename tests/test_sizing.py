@@ -111,7 +111,7 @@ def test_in_range_diameter_gives_exactly_the_unscaled_result(tiny_onnx):
     pytest.importorskip("onnxruntime")
     from edgeseg import Segmenter
     img = (np.random.default_rng(1).random((64, 64)) * 255).astype(np.uint8)
-    a = Segmenter(tiny_onnx, device="cpu").segment(img, probabilities=True)
+    a = Segmenter(tiny_onnx, device="cpu", diameter=None).segment(img, probabilities=True)
     b = Segmenter(tiny_onnx, device="cpu", diameter=20).segment(img, probabilities=True)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)

@@ -13,7 +13,13 @@ deserialize_cuda_engine``, the name-based tensor API (``num_io_tensors``, ``get_
 CUDA: the device's primary context (the one the CUDA runtime, hence TensorRT, uses) is retained
 once and pushed/popped around every call, so any thread may call :meth:`infer`; a lock
 serialises calls, which share one stream and one set of page-locked host / device buffers that
-grow only when a larger batch arrives.
+grow only when a larger batch arrives. :meth:`close` may run on any thread: the retain is
+balanced there too (pycuda's ``Context.detach`` releases only on the thread that retained, so
+off that thread the driver's ``cuDevicePrimaryCtxRelease`` does it), and a backend that is never
+closed is closed by a finalizer when it is garbage-collected or at interpreter exit.
+
+TensorRT objects are created through :func:`edgeseg._trt.create_trt`: when CUDA cannot start,
+``trt.Runtime`` fails with one BackendUnavailableError carrying TensorRT's logged reason.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from .._trt import (
     Profile,
     check_batch_shape,
     check_compatibility,
+    create_trt,
     gpu_info,
     import_cuda_driver,
     import_tensorrt,
@@ -37,10 +45,66 @@ from .._trt import (
     rebuild_command,
     trt_logger,
 )
+from .._cudadrv import release_primary_context
 from ..errors import BackendUnavailableError, EdgesegError, InputError, ModelError
 from ..modelinfo import ModelInfo
 
 log = logging.getLogger(__name__)
+
+
+class _CudaResources:
+    """The retained primary context and everything living in it; released once, from any thread.
+
+    Kept apart from the backend so that the backend's finalizer can release it without keeping
+    the backend alive.
+    """
+
+    _BUFFERS = ("dev_in", "dev_out")
+
+    def __init__(self, cuda: Any, ctx: Any) -> None:
+        self.cuda, self.ctx = cuda, ctx
+        self.thread = threading.get_ident()  # pycuda's detach releases only on this thread
+        self.runtime = self.engine = self.context = self.stream = None
+        self.host_in = self.host_out = self.dev_in = self.dev_out = None
+        self.cap_in = self.cap_out = 0
+
+    def free(self, names: tuple[str, ...] = _BUFFERS) -> None:
+        for name in names:
+            buf = getattr(self, name)
+            if buf is not None:
+                buf.free()
+                setattr(self, name, None)
+
+    def release(self) -> None:
+        """Drop buffers and TensorRT objects (execution context first), then the CUDA context."""
+        ctx, self.ctx = self.ctx, None
+        if ctx is None:
+            return
+        cuda = self.cuda
+        try:
+            ctx.push()
+        except Exception as exc:  # pycuda.driver.Error: the GPU is gone, nothing can be freed
+            log.warning("could not make the CUDA context current to free the engine: %s", exc)
+        else:
+            try:
+                self.free()
+                self.host_in = self.host_out = None
+                self.cap_in = self.cap_out = 0
+                self.context = None
+                self.engine = None
+                self.runtime = None
+                self.stream = None
+            finally:
+                cuda.Context.pop()
+        try:
+            ctx.detach()
+        finally:
+            if threading.get_ident() != self.thread:
+                # pycuda skipped cuDevicePrimaryCtxRelease off the retaining thread: balance it here
+                try:
+                    release_primary_context(0)
+                except EdgesegError as exc:  # pragma: no cover - the driver worked a moment ago
+                    log.warning("could not release the CUDA primary context: %s", exc)
 
 
 class TensorRTBackend:
@@ -66,6 +130,8 @@ class TensorRTBackend:
         if not path.is_file():
             raise ModelError(f"TensorRT engine not found: {path}; build one on this device with "
                              f"`{rebuild_command(path)}`")
+        self._lock = threading.Lock()
+        self._cu: _CudaResources | None = None
         trt = import_tensorrt()
         cuda = import_cuda_driver()
         sidecar = read_sidecar(path)
@@ -82,44 +148,41 @@ class TensorRTBackend:
         self.profile: Profile = sidecar.profile
         self.gpu = gpu.name
         self._trt, self._cuda = trt, cuda
-        self._lock = threading.Lock()
-        self._cap_in = self._cap_out = 0
-        self._host_in = self._host_out = self._dev_in = self._dev_out = None
-        self._context = self._engine = self._runtime = self._stream = None
         try:
-            self._ctx = cuda.Device(0).retain_primary_context()
-            self._ctx.push()
+            ctx = cuda.Device(0).retain_primary_context()
         except Exception as exc:  # pycuda.driver.Error
             raise BackendUnavailableError(f"could not use the CUDA context of {gpu.name} ({exc}); check "
                                           "the NVIDIA driver and that the GPU is not in prohibited mode") from None
+        self._cu = cu = _CudaResources(cuda, ctx)
+        self._finalizer = weakref.finalize(self, cu.release)
         try:
-            self._load(plan, sidecar.data)
+            ctx.push()
+            try:
+                self._load(plan, sidecar.data)
+            finally:
+                cuda.Context.pop()
         except BaseException:
-            self._release()
-            cuda.Context.pop()
-            self._ctx.detach()
-            self._ctx = None
+            self._finalizer()
             raise
-        cuda.Context.pop()
         log.info("tensorrt backend: %s (%s, TensorRT %s) on %s, profile %s", path, self.precision,
                  trt.__version__, gpu.name, self.profile.describe())
 
     def _load(self, plan: bytes, sidecar: dict) -> None:
         """Deserialise and prepare the engine (the CUDA context is current)."""
-        trt = self._trt
+        trt, cu = self._trt, self._cu
         logger = trt_logger(trt)
         cmd = rebuild_command(self.path, sidecar.get("onnx"))
-        with logger.capture() as errors:
-            self._runtime = trt.Runtime(logger)
-            self._engine = self._runtime.deserialize_cuda_engine(plan)  # None on failure
-            if self._engine is None:
+        cu.runtime = create_trt(trt, trt.Runtime, logger, what="runtime")
+        with logger.capture() as logged:
+            cu.engine = cu.runtime.deserialize_cuda_engine(plan)  # None on failure
+            if cu.engine is None:
                 raise ModelError(f"TensorRT {trt.__version__} could not deserialise {self.path}: "
-                                 f"{'; '.join(errors) or 'no error was logged'}; rebuild it with `{cmd}`")
-            self._context = self._engine.create_execution_context()
-            if self._context is None:
+                                 f"{logged.reason()}; rebuild it with `{cmd}`")
+            cu.context = cu.engine.create_execution_context()
+            if cu.context is None:
                 raise ModelError(f"TensorRT could not create an execution context for {self.path} (out "
-                                 f"of GPU memory?): {'; '.join(errors) or 'no error was logged'}")
-        engine = self._engine
+                                 f"of GPU memory?): {logged.reason()}")
+        engine = cu.engine
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -132,10 +195,10 @@ class TensorRTBackend:
                              f"{sidecar['input_name']!r} -> {sidecar['output_name']!r}; rebuild with `{cmd}`")
         self._in_dtype = self._np_dtype(self._input)  # float32 for edgeseg models (all precisions)
         self._out_dtype = self._np_dtype(self._output)
-        self._stream = self._cuda.Stream()
+        cu.stream = self._cuda.Stream()
 
     def _np_dtype(self, tensor: str) -> np.dtype:
-        dtype = self._engine.get_tensor_dtype(tensor)
+        dtype = self._cu.engine.get_tensor_dtype(tensor)
         try:
             return np.dtype(self._trt.nptype(dtype))  # raises TypeError for types numpy lacks
         except TypeError:
@@ -150,16 +213,17 @@ class TensorRTBackend:
         check_batch_shape(batch.shape, self.profile, self.info.multiple, self.path)
         x = np.ascontiguousarray(batch, dtype=np.float32)
         with self._lock:
-            if self._ctx is None:
+            cu = self._cu
+            if cu is None or cu.ctx is None:
                 raise EdgesegError(f"the tensorrt backend for {self.path} was closed; open it again")
-            self._ctx.push()
+            cu.ctx.push()
             try:
-                return self._run(x)
+                return self._run(cu, x)
             finally:
                 self._cuda.Context.pop()
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        cuda, ctx = self._cuda, self._context
+    def _run(self, cu: _CudaResources, x: np.ndarray) -> np.ndarray:
+        cuda, ctx = self._cuda, cu.context
         if not ctx.set_input_shape(self._input, tuple(x.shape)):
             raise InputError(f"TensorRT rejected the input shape {x.shape} for {self.path} (profile "
                              f"{self.profile.describe()})")
@@ -167,63 +231,40 @@ class TensorRTBackend:
         if len(out_shape) != 4 or min(out_shape) < 1:
             raise ModelError(f"{self.path} reports output shape {out_shape} for input {x.shape}")
         n_in, n_out = x.size, int(np.prod(out_shape))
-        self._reserve(n_in, n_out)
-        host_in, host_out = self._host_in[:n_in], self._host_out[:n_out]
+        self._reserve(cu, n_in, n_out)
+        host_in, host_out = cu.host_in[:n_in], cu.host_out[:n_out]
         np.copyto(host_in, x.reshape(-1), casting="same_kind")
-        cuda.memcpy_htod_async(self._dev_in, host_in, self._stream)  # size = host_in.nbytes
-        ctx.set_tensor_address(self._input, int(self._dev_in))
-        ctx.set_tensor_address(self._output, int(self._dev_out))
-        if not ctx.execute_async_v3(self._stream.handle):
+        cuda.memcpy_htod_async(cu.dev_in, host_in, cu.stream)  # size = host_in.nbytes
+        ctx.set_tensor_address(self._input, int(cu.dev_in))
+        ctx.set_tensor_address(self._output, int(cu.dev_out))
+        if not ctx.execute_async_v3(cu.stream.handle):
             raise ModelError(f"TensorRT failed to run {self.path} on input {x.shape}; see the TensorRT "
                              "errors in the log")
-        cuda.memcpy_dtoh_async(host_out, self._dev_out, self._stream)
-        self._stream.synchronize()
+        cuda.memcpy_dtoh_async(host_out, cu.dev_out, cu.stream)
+        cu.stream.synchronize()
         # a fresh float32 array: results never share the reused page-locked buffer
         return host_out.reshape(out_shape).astype(np.float32, copy=True)
 
-    def _reserve(self, n_in: int, n_out: int) -> None:
+    def _reserve(self, cu: _CudaResources, n_in: int, n_out: int) -> None:
         """Grow the page-locked host and device buffers when a larger batch arrives."""
         cuda = self._cuda
-        if n_in > self._cap_in:
-            self._free(("_dev_in",))
-            self._host_in = cuda.pagelocked_empty(n_in, self._in_dtype)
-            self._dev_in = cuda.mem_alloc(self._host_in.nbytes)
-            self._cap_in = n_in
-        if n_out > self._cap_out:
-            self._free(("_dev_out",))
-            self._host_out = cuda.pagelocked_empty(n_out, self._out_dtype)
-            self._dev_out = cuda.mem_alloc(self._host_out.nbytes)
-            self._cap_out = n_out
-
-    def _free(self, names: tuple[str, ...]) -> None:
-        for name in names:
-            buf = getattr(self, name)
-            if buf is not None:
-                buf.free()
-                setattr(self, name, None)
-
-    def _release(self) -> None:
-        """Drop buffers and TensorRT objects, context first (the CUDA context is current)."""
-        self._free(("_dev_in", "_dev_out"))
-        self._host_in = self._host_out = None
-        self._cap_in = self._cap_out = 0
-        self._context = None
-        self._engine = None
-        self._runtime = None
-        self._stream = None
+        if n_in > cu.cap_in:
+            cu.free(("dev_in",))
+            cu.host_in = cuda.pagelocked_empty(n_in, self._in_dtype)
+            cu.dev_in = cuda.mem_alloc(cu.host_in.nbytes)
+            cu.cap_in = n_in
+        if n_out > cu.cap_out:
+            cu.free(("dev_out",))
+            cu.host_out = cuda.pagelocked_empty(n_out, self._out_dtype)
+            cu.dev_out = cuda.mem_alloc(cu.host_out.nbytes)
+            cu.cap_out = n_out
 
     def close(self) -> None:
-        """Free device memory and release the CUDA context; further :meth:`infer` calls raise."""
+        """Free device memory and release the CUDA context (from any thread); later infer calls raise."""
         with self._lock:
-            if getattr(self, "_ctx", None) is None:
-                return
-            self._ctx.push()
-            try:
-                self._release()
-            finally:
-                self._cuda.Context.pop()
-                self._ctx.detach()
-                self._ctx = None
+            finalizer = getattr(self, "_finalizer", None)
+            if finalizer is not None:
+                finalizer()  # runs _CudaResources.release once; later calls do nothing
 
     def __repr__(self) -> str:
         return (f"TensorRTBackend({str(self.path)!r}, precision={self.precision!r}, gpu={self.gpu!r}, "

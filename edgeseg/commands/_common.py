@@ -16,10 +16,10 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
                    help="never silently replaced: an unavailable device is an error (default: %(default)s)")
     p.add_argument("--tile", type=int, default=None,
                    help="tile frames larger than this (px; default 1024, or the engine profile's maximum)")
-    p.add_argument("--diameter", default=None, metavar="PX|auto",
+    p.add_argument("--diameter", default="auto", metavar="PX|auto|none",
                    help="nucleus diameter in px (frames are rescaled to the model's training "
-                        "size), 'auto' (estimated per image), or 'none' (frames as they are; "
-                        "default: %(default)s)")
+                        "size), 'auto' (estimated per image; live and bench: once per stream), "
+                        "or 'none' (frames as they are, fastest; default: %(default)s)")
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: average 8 flips/rotations (8x network time)")
     p.add_argument("--seed-threshold", type=float, default=None, help="override the model's seed threshold")

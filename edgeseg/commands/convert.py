@@ -10,7 +10,10 @@ examples:
   edgeseg convert default -o model.onnx
   edgeseg convert default -o model.fp16.onnx --precision fp16
   edgeseg convert default -o model.int8.onnx --precision int8 --calib-data DSB/stage1_train
-  edgeseg convert model.int8.onnx -o model.int8.engine          # on the device (TensorRT)
+      # INT8 for ONNX Runtime on CPUs (the default for .onnx outputs)
+  edgeseg convert default -o model.trt.int8.onnx --precision int8 --int8-target tensorrt --calib-data DSB/stage1_train
+  edgeseg convert model.trt.int8.onnx -o model.int8.engine      # on the device (TensorRT)
+  edgeseg convert default -o model.int8.engine --precision int8 --calib-data DSB/stage1_train
 
 Only the output (and an engine's .engine.json sidecar) is written: never the input, never an
 intermediate beside it. An ONNX model keeps its own precision unless --precision says otherwise
@@ -25,6 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output; the suffix sets the target: .onnx or .engine")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                    help="default: the ONNX model's own precision (from its metadata), fp32 for a checkpoint")
+    p.add_argument("--int8-target", choices=("onnxruntime", "tensorrt"), default=None,
+                   help="INT8 flavour: 'onnxruntime' (CPUs: 7-bit weights, integer convolutions) or "
+                        "'tensorrt' (INT8 at convolution inputs, FP16 elsewhere); default: 'tensorrt' for "
+                        ".engine outputs, 'onnxruntime' for .onnx"),
     p.add_argument("--calib-data", default=None, help="training images for INT8 calibration (a dataset folder)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="percentile")
     p.add_argument("--calib-images", type=int, default=64, help="calibration images (default: %(default)s)")
@@ -64,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         rep = convert(args.model, args.output, precision=args.precision, calib_data=args.calib_data,
                       calib_method=args.calib_method, calib_images=args.calib_images,
-                      calib_cache=args.calib_cache, profile=profile, workspace_gib=args.workspace,
+                      calib_cache=args.calib_cache, int8_target=args.int8_target, profile=profile,
+                      workspace_gib=args.workspace,
                       timing_cache=args.timing_cache, parity=not args.no_parity, on_stage=stage)
     finally:
         if hasattr(bar, "close"):

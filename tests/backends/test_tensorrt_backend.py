@@ -3,6 +3,7 @@ and the real thing (engine vs ONNX Runtime, sidecar checks) where TensorRT and a
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import subprocess
@@ -58,7 +59,7 @@ def test_without_tensorrt_says_how_to_install(tmp_path, monkeypatch):
     with pytest.raises(BackendUnavailableError) as err:
         open_backend(write_engine(tmp_path))
     msg = str(err.value)
-    assert "pip install 'edgeseg[tensorrt]'" in msg and "JetPack provides TensorRT" in msg and "pycuda" in msg
+    assert "pip install 'edgeseg[tensorrt-cu12]'" in msg and "JetPack provides TensorRT" in msg and "pycuda" in msg
 
 
 def test_without_pycuda_says_how_to_install(tmp_path, monkeypatch):
@@ -85,6 +86,7 @@ class FakeCuda:
         self.mem: dict[int, bytearray] = {}
         self.stack = threading.local()
         self.allocs = self.detached = self.next_addr = 0
+        self.retained = 0  # primary-context references held (pycuda's retain minus releases)
         fake = self
 
         class Device:
@@ -102,14 +104,20 @@ class FakeCuda:
                 return cc
 
             def retain_primary_context(self):
+                fake.retained += 1
                 return Ctx()
 
         class Ctx:
+            def __init__(self):
+                self.thread = threading.get_ident()
+
             def push(self):
                 fake._stack().append(self)
 
-            def detach(self):
+            def detach(self):  # like pycuda: the release is skipped off the retaining thread
                 fake.detached += 1
+                if threading.get_ident() == self.thread:
+                    fake.retained -= 1
 
         class Context:
             @staticmethod
@@ -165,8 +173,9 @@ class FakeCuda:
 class FakeTRT:
     """The TensorRT 10/11 runtime subset the backend uses; the 'network' returns x, 2x, 3x."""
 
-    def __init__(self, version="10.3.0.30", out_dtype="float16", cuda: FakeCuda | None = None):
-        self.cuda = cuda
+    def __init__(self, version="10.3.0.30", out_dtype="float16", cuda: FakeCuda | None = None,
+                 cuda_start_failure: str = ""):
+        self.cuda, self.cuda_start_failure = cuda, cuda_start_failure
 
         class Severity:
             INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = "IE", "E", "W", "I", "V"
@@ -223,6 +232,9 @@ class FakeTRT:
 
         class Runtime:
             def __init__(self, logger):
+                if fake.cuda_start_failure:  # what TensorRT does when CUDA cannot start
+                    logger.log(Severity.WARNING, fake.cuda_start_failure)
+                    raise TypeError("pybind11::init(): factory function returned nullptr")
                 self.logger = logger
 
             def deserialize_cuda_engine(self, plan):
@@ -246,6 +258,15 @@ class FakeTRT:
 def fake_env(monkeypatch):
     cuda = FakeCuda()
     trt = FakeTRT(cuda=cuda)
+    cuda.trt = trt
+    cuda.driver_releases = 0
+
+    def driver_release(index):  # edgeseg._cudadrv.release_primary_context, off the retaining thread
+        assert index == 0
+        cuda.driver_releases += 1
+        cuda.retained -= 1
+
+    monkeypatch.setattr("edgeseg.backends.tensorrt_backend.release_primary_context", driver_release)
     pkg = types.ModuleType("pycuda")
     pkg.driver = cuda.module
     monkeypatch.setitem(sys.modules, "tensorrt", trt.module)
@@ -281,8 +302,42 @@ def test_fake_engine_inference_path(tmp_path, fake_env):
     be.close()
     be.close()  # idempotent
     assert fake_env.detached == 1 and fake_env.mem == {}
+    assert fake_env.retained == 0 and fake_env.driver_releases == 0  # same thread: pycuda released
     with pytest.raises(EdgesegError, match="closed"):
         be.infer(x2)
+
+
+def test_close_from_another_thread_releases_the_primary_context(tmp_path, fake_env):
+    be = open_backend(write_engine(tmp_path))
+    be.infer(np.zeros((1, 1, 32, 32), np.float32))
+    assert fake_env.retained == 1
+    t = threading.Thread(target=be.close)
+    t.start()
+    t.join()
+    assert fake_env.detached == 1 and fake_env.driver_releases == 1  # balanced by the driver call
+    assert fake_env.retained == 0 and fake_env.mem == {} and fake_env._stack() == []
+    with pytest.raises(EdgesegError, match="closed"):
+        be.infer(np.zeros((1, 1, 32, 32), np.float32))
+
+
+def test_a_backend_never_closed_is_released_by_its_finalizer(tmp_path, fake_env):
+    be = open_backend(write_engine(tmp_path))
+    be.infer(np.zeros((2, 1, 64, 64), np.float32))
+    assert fake_env.mem and fake_env.retained == 1
+    del be
+    gc.collect()
+    assert fake_env.mem == {} and fake_env.detached == 1 and fake_env.retained == 0
+
+
+def test_cuda_that_cannot_start_is_one_error_with_tensorrt_s_reason(tmp_path, fake_env):
+    reason = "CUDA initialization failure with error: 35"
+    fake_env.trt.cuda_start_failure = reason
+    with pytest.raises(BackendUnavailableError) as err:
+        open_backend(write_engine(tmp_path))
+    msg = str(err.value)
+    assert reason in msg and "could not create its runtime" in msg and "driver" in msg
+    assert "\n" not in msg and not isinstance(err.value, TypeError)
+    assert fake_env._stack() == [] and fake_env.detached == 1 and fake_env.retained == 0
 
 
 def test_fake_engine_rejects_batches_outside_the_profile(tmp_path, fake_env):
@@ -352,7 +407,7 @@ def test_fake_missing_sidecar_and_bad_plan(tmp_path, fake_env):
 def trt_gpu():
     """The tensorrt module, or a skip saying what is missing (TensorRT, pycuda or a CUDA GPU)."""
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install "
-                              "'edgeseg[tensorrt]'; JetPack provides it on Jetson)")
+                              "'edgeseg[tensorrt-cu12]'; JetPack provides it on Jetson)")
     cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install pycuda)")
     try:
         cuda.init()

@@ -29,9 +29,34 @@ def images(n: int, size: int = 40, seed: int = 0) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def int8(tiny_onnx, tmp_path_factory):
+    """The TensorRT flavour (and the ranges cache it wrote)."""
     d = tmp_path_factory.mktemp("int8")
-    return calibrate(tiny_onnx, images(8), d / "tiny.int8.onnx", method="minmax", num_images=8, shape=32,
-                     cache=d / "ranges.json"), d
+    return calibrate(tiny_onnx, images(8), d / "tiny.int8.onnx", target="tensorrt", method="minmax",
+                     num_images=8, shape=32, cache=d / "ranges.json"), d
+
+
+@pytest.fixture(scope="module")
+def int8_cpu(int8, tiny_onnx):
+    """The ONNX Runtime flavour, from the same cached ranges."""
+    _, d = int8
+    return calibrate(tiny_onnx, images(8), d / "tiny.cpu.int8.onnx", target="onnxruntime", method="minmax",
+                     num_images=8, shape=32, cache=d / "ranges.json")
+
+
+def _graph(model):
+    g = model.graph
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+    consumers = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return g, inits, producers, consumers
+
+
+def _weight_q(n, inits, producers):
+    dq = producers[n.input[1]]
+    return dq, inits[dq.input[0]]
 
 
 def test_int8_model_follows_tensorrt_rules(int8):
@@ -42,24 +67,86 @@ def test_int8_model_follows_tensorrt_rules(int8):
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "ConvTranspose"} <= ops
     info = onnx_info(path)
     assert info.precision == "int8" and info.model_card["calibration"]["method"] == "minmax"
-    # weights: int8 initialisers, per channel (Conv axis 0, ConvTranspose axis 1)
-    inits = {t.name: t for t in model.graph.initializer}
-    producers = {o: n for n in model.graph.node for o in n.output}
-    for n in model.graph.node:
+    assert info.model_card["int8"]["target"] == "tensorrt" and info.model_card["int8"]["weight_bits"] == 8
+    assert {p.key: p.value for p in model.metadata_props}["edgeseg.int8_target"] == "tensorrt"
+    g, inits, producers, consumers = _graph(model)
+    for n in g.node:
         if n.op_type in ("Conv", "ConvTranspose"):
-            dq = producers[n.input[1]]
-            axis = next(a.i for a in dq.attribute if a.name == "axis")
-            assert axis == (0 if n.op_type == "Conv" else 1)
-            assert inits[dq.input[0]].data_type == onnx.TensorProto.INT8
+            # weights: int8, per channel (Conv axis 0, ConvTranspose axis 1), the full range
+            dq, q = _weight_q(n, inits, producers)
+            assert next(a.i for a in dq.attribute if a.name == "axis") == (0 if n.op_type == "Conv" else 1)
+            assert q.dtype == np.int8 and np.abs(q.astype(int)).max() == 127
+            assert producers[n.input[0]].op_type == "DequantizeLinear"  # the activation input: Q/DQ
+            assert all(c.op_type != "QuantizeLinear" for c in consumers[n.output[0]])  # the output: not
+    # mixed INT8 + FP16: float16 everywhere but the graph I/O and Softmax; Q/DQ scales float16 (opset 19)
+    f16, f32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    assert [i.type.tensor_type.elem_type for i in (*g.input, *g.output)] == [f32, f32]
+    assert {t.data_type for t in g.initializer if t.data_type in (f16, f32)} == {f16}
+    softmax = next(n for n in g.node if n.op_type == "Softmax")
+    cast = producers[softmax.input[0]]
+    assert cast.op_type == "Cast" and next(a.i for a in cast.attribute if a.name == "to") == f32
+    assert producers[cast.input[0]].op_type == "Conv"  # the logits: straight from the head, no Q/DQ
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
 
 
-def test_int8_runs_on_onnxruntime_close_to_fp32(int8, tiny_onnx):
-    path, _ = int8
+def test_onnxruntime_flavour_has_7_bit_weights_and_quantized_conv_outputs(int8_cpu):
+    model = onnx.load(str(int8_cpu))
+    info = onnx_info(int8_cpu)
+    assert info.model_card["int8"]["target"] == "onnxruntime" and info.model_card["int8"]["weight_bits"] == 7
+    g, inits, producers, consumers = _graph(model)
+    softmax = next(n for n in g.node if n.op_type == "Softmax")
+    head = producers[softmax.input[0]]
+    assert head.op_type == "Conv"  # the logits are not rounded to INT8
+    for n in g.node:
+        if n.op_type in ("Conv", "ConvTranspose"):
+            dq, q = _weight_q(n, inits, producers)
+            assert q.dtype == np.int8 and 32 < np.abs(q.astype(int)).max() <= 64  # reduce_range
+            out_q = any(c.op_type == "QuantizeLinear" for c in consumers[n.output[0]])
+            # ONNX Runtime fuses DQ -> Conv -> Q into an integer QLinearConv; ConvTranspose runs in float
+            assert out_q == (n.op_type == "Conv" and n is not head), n.name
+    assert {t.data_type for t in g.initializer} <= {onnx.TensorProto.FLOAT, onnx.TensorProto.INT8}
+    problems = " ".join(check_tensorrt_qdq(model))
+    assert "7 bits" in problems and "is quantized" in problems  # not for TensorRT
+
+
+@pytest.mark.parametrize("flavour", ["int8", "int8_cpu"])
+def test_int8_runs_on_onnxruntime_close_to_fp32(request, flavour, tiny_onnx):
+    path = request.getfixturevalue(flavour)
+    path = path[0] if isinstance(path, tuple) else path
     x = np.stack([im[:32, :32] for im in images(2, seed=5)])[:, None].astype(np.float32) / 255
     a = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
     b = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
-    assert b.shape == a.shape and np.isfinite(b).all()
+    assert b.shape == a.shape and b.dtype == np.float32 and np.isfinite(b).all()
     assert float(np.abs(a - b).max()) < 0.2
+
+
+def test_tiny_weight_scales_stay_normal_float16(tiny_onnx, tmp_path):
+    """Weight scales below float16's normal range are raised to it (the weights requantized)."""
+    from edgeseg.calibration import quantize as Q
+    from edgeseg.calibration.targets import FP16_MIN_SCALE, _clamp_weight_scales, flavour
+
+    model = onnx.load(str(tiny_onnx))
+    path = tmp_path / "tiny.onnx"
+    w = next(t for t in model.graph.initializer if onnx.numpy_helper.to_array(t).ndim == 4)
+    arr = onnx.numpy_helper.to_array(w).copy()
+    arr[0] *= 1e-4  # one output channel of tiny weights
+    w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
+    onnx.save(model, str(path))
+    ranges = {n: [0.0, 1.0] for n in _activation_names(model)}
+    q = Q._quantize(path, ranges, flavour("onnxruntime"))  # float32 scales, nothing clamped yet
+    before = [onnx.numpy_helper.to_array(t) for t in q.graph.initializer if t.name.endswith("_scale")]
+    assert min(float(s.min()) for s in before) < FP16_MIN_SCALE
+    assert _clamp_weight_scales(q) >= 1
+    after = [onnx.numpy_helper.to_array(t) for t in q.graph.initializer if t.name.endswith("_scale")]
+    assert min(float(s.min()) for s in after) >= FP16_MIN_SCALE
+
+
+def _activation_names(model):
+    names = set()
+    for n in model.graph.node:
+        if n.op_type in ("Conv", "ConvTranspose"):
+            names.update([n.input[0], n.output[0]])
+    return names
 
 
 def test_cache_is_reused_and_guarded(int8, tiny_onnx, caplog):
@@ -68,7 +155,8 @@ def test_cache_is_reused_and_guarded(int8, tiny_onnx, caplog):
     data = json.loads(cache.read_text())
     assert data["format"] == "edgeseg-calibration-cache" and data["ranges"]
     with caplog.at_level(logging.INFO, logger="edgeseg.calibration"):
-        calibrate(tiny_onnx, images(8), d / "again.onnx", method="minmax", num_images=8, shape=32, cache=cache)
+        calibrate(tiny_onnx, images(8), d / "again.onnx", target="tensorrt", method="minmax", num_images=8,
+                  shape=32, cache=cache)
     assert "reusing" in caplog.text
     a, b = onnx.load(str(d / "again.onnx")), onnx.load(str(path))
     assert a.graph.SerializeToString() == b.graph.SerializeToString()  # same ranges, same Q/DQ
@@ -78,7 +166,8 @@ def test_cache_is_reused_and_guarded(int8, tiny_onnx, caplog):
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_histogram_methods(tiny_onnx, tmp_path, method):
-    out = calibrate(tiny_onnx, images(6), tmp_path / "m.onnx", method=method, num_images=6, shape=32)
+    out = calibrate(tiny_onnx, images(6), tmp_path / "m.onnx", target="tensorrt", method=method, num_images=6,
+                    shape=32)
     assert check_tensorrt_qdq(onnx.load(str(out))) == []
 
 
@@ -95,6 +184,8 @@ def test_too_few_or_few_images(tiny_onnx, tmp_path, caplog):
 def test_bad_arguments(tiny_onnx, int8, tmp_path):
     with pytest.raises(InputError, match="method"):
         calibrate(tiny_onnx, images(5), tmp_path / "m.onnx", method="mse")
+    with pytest.raises(InputError, match="'tensorrt' for TensorRT engines"):
+        calibrate(tiny_onnx, images(5), tmp_path / "m.onnx", target="cpu", shape=32)
     with pytest.raises(InputError, match="multiple"):
         calibrate(tiny_onnx, images(5), tmp_path / "m.onnx", shape=30)
     with pytest.raises(InputError, match="fp32"):

@@ -33,3 +33,24 @@ def test_default_quantize_static_breaks_the_rules(tiny_onnx, tmp_path):
 
 def test_float_model_is_reported_unquantized(tiny_onnx):
     assert any("not quantized" in p for p in check_tensorrt_qdq(onnx.load(str(tiny_onnx))))
+
+
+def test_quantized_outputs_and_logits_are_reported(tiny_onnx):
+    """The layout edgeseg used before: Q/DQ on every Conv/ConvTranspose output, logits included."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+
+    model = onnx.load(str(tiny_onnx))
+    names = {t for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose") for t in (n.input[0], n.output[0])}
+    ranges = TensorsData(CalibrationMethod.MinMax, {t: (np.float32(-1), np.float32(1)) for t in names})
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+             "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1}}
+    q = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, ranges, None, None,
+                     ["Conv", "ConvTranspose"], extra)
+    q.quantize_model()
+    problems = check_tensorrt_qdq(q.model.model)
+    n_weighted = sum(n.op_type in ("Conv", "ConvTranspose") for n in model.graph.node)
+    assert sum("is quantized; quantize only the inputs" in p for p in problems) == n_weighted
+    assert any("(the logits) went through Q/DQ" in p for p in problems)
+    assert not any("7 bits" in p or "zero point" in p or "per-channel" in p for p in problems)

@@ -3,7 +3,6 @@ build where TensorRT and a CUDA GPU exist (marked ``tensorrt`` and ``gpu``)."""
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 import types
@@ -30,6 +29,7 @@ from edgeseg._trt import (
 )
 from edgeseg.errors import BackendUnavailableError, InputError, ModelError
 from edgeseg.modelinfo import ModelInfo
+from trt_api import Flags10, Flags11
 
 INFO = ModelInfo(model_config={"width": 4, "depth": 4}, multiple=16, precision="int8")
 GPU = GpuInfo("Orin", "8.7")
@@ -99,19 +99,6 @@ def test_check_batch_shape_names_the_profile():
 
 
 # -- versions and flags ---------------------------------------------------------------------------
-class Flags10(enum.IntEnum):  # TensorRT 10.x: EXPLICIT_BATCH (deprecated) = 0, STRONGLY_TYPED = 1
-    EXPLICIT_BATCH = 0
-    STRONGLY_TYPED = 1
-    PREFER_AOT_PYTHON_PLUGINS = 2
-    PREFER_JIT_PYTHON_PLUGINS = 3
-
-
-class Flags11(enum.IntEnum):  # TensorRT 11.x: EXPLICIT_BATCH removed, STRONGLY_TYPED = 0 (ignored)
-    STRONGLY_TYPED = 0
-    PREFER_AOT_PYTHON_PLUGINS = 1
-    PREFER_JIT_PYTHON_PLUGINS = 2
-
-
 class PybindLike:  # pybind11 enum members are not ints but convert with int()
     def __init__(self, value):
         self.value = value
@@ -121,10 +108,10 @@ class PybindLike:  # pybind11 enum members are not ints but convert with int()
 
 
 def test_network_flags_follow_the_enum_value():
-    assert network_flags(Flags10, 10) == 0b10
-    assert network_flags(Flags11, 11) == 0b1
+    assert network_flags(Flags10, 10) == 0b10  # 1 << STRONGLY_TYPED (1 in 10.x)
+    assert network_flags(Flags11, 11) is None  # 11.x: create_network() without flags
     assert network_flags(types.SimpleNamespace(STRONGLY_TYPED=PybindLike(1)), 10) == 2
-    assert network_flags(types.SimpleNamespace(), 12) == 0  # a future release without the member
+    assert network_flags(types.SimpleNamespace(), 12) is None  # a future release without the member
     with pytest.raises(BackendUnavailableError, match="STRONGLY_TYPED"):
         network_flags(types.SimpleNamespace(), 10)
 
@@ -272,14 +259,15 @@ def test_build_engine_argument_errors(meta_onnx, tmp_path):
 
 def test_build_engine_without_tensorrt_says_how_to_install(meta_onnx, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'edgeseg\[tensorrt\]'.*JetPack"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'edgeseg\[tensorrt-cu12\]'.*JetPack"):
         build_engine(meta_onnx, tmp_path / "m.engine")
 
 
 class FakeTRT:
     """The slice of the TensorRT 10/11 builder API that build_engine uses, recording the calls."""
 
-    def __init__(self, version="10.3.0.30", flags=Flags10, parse_errors=(), build_error=None):
+    def __init__(self, version="10.3.0.30", flags=Flags10, parse_errors=(), build_error=None,
+                 cuda_start_failure=""):
         self.calls: dict = {}
         rec = self.calls
 
@@ -352,9 +340,12 @@ class FakeTRT:
 
         class Builder:
             def __init__(self, logger):
+                if cuda_start_failure:  # TensorRT without CUDA: a logged reason, then nullptr
+                    logger.log(Severity.WARNING, cuda_start_failure)
+                    raise TypeError("pybind11::init(): factory function returned nullptr")
                 self.logger = logger
 
-            def create_network(self, flags):
+            def create_network(self, flags=None):
                 rec["flags"] = flags
                 return Network()
 
@@ -377,36 +368,85 @@ class FakeTRT:
             BuilderFlag=types.SimpleNamespace(TF32="TF32"))
 
 
-def fake_pycuda(name="Orin", cc=(8, 7)):
-    driver = types.ModuleType("pycuda.driver")
+class FakeDriver:
+    """The CUDA driver library as edgeseg._cudadrv calls it through ctypes (byref args have ``_obj``)."""
 
-    class Device:
-        def __init__(self, i):
-            self.i = i
+    def __init__(self, name=b"Orin", cc=(8, 7), count=1, init_error=0):
+        self.name, self.cc, self.count, self.init_error = name, cc, count, init_error
+        self.released = 0
 
-        @staticmethod
-        def count():
-            return 1
+    def cuInit(self, flags):
+        return self.init_error
 
-        def name(self):
-            return name
+    def cuDeviceGetCount(self, count):
+        count._obj.value = self.count
+        return 0
 
-        def compute_capability(self):
-            return cc
+    def cuDeviceGet(self, dev, index):
+        dev._obj.value = index
+        return 0
 
-    driver.init, driver.Device = (lambda flags=0: None), Device
-    pkg = types.ModuleType("pycuda")
-    pkg.driver = driver
-    return {"pycuda": pkg, "pycuda.driver": driver}
+    def cuDeviceGetName(self, buf, size, dev):
+        buf.value = self.name[:size - 1]
+        return 0
+
+    def cuDeviceGetAttribute(self, value, attr, dev):
+        value._obj.value = {75: self.cc[0], 76: self.cc[1]}[attr]
+        return 0
+
+    def cuGetErrorName(self, code, text):
+        text._obj.value = {100: b"CUDA_ERROR_NO_DEVICE"}.get(code, b"CUDA_ERROR_UNKNOWN")
+        return 0
+
+    def cuGetErrorString(self, code, text):
+        text._obj.value = {100: b"no CUDA-capable device is detected"}.get(code, b"unknown error")
+        return 0
+
+    def cuDevicePrimaryCtxRelease_v2(self, dev):
+        self.released += 1
+        return 0
 
 
 def _install(monkeypatch, trt, **gpu):
     monkeypatch.setitem(sys.modules, "tensorrt", trt.module)
-    for k, v in fake_pycuda(**gpu).items():
-        monkeypatch.setitem(sys.modules, k, v)
+    monkeypatch.setitem(sys.modules, "pycuda", None)  # building needs no pycuda
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    driver = FakeDriver(**gpu)
+    monkeypatch.setattr("edgeseg._cudadrv._driver", driver)
+    return driver
 
 
-@pytest.mark.parametrize("flags, version, expected", [(Flags10, "10.3.0.30", 2), (Flags11, "11.0.0.1", 1)])
+def test_gpu_info_and_context_release_through_the_driver_library(monkeypatch):
+    from edgeseg import _cudadrv
+    from edgeseg._trt import driver_gpu_info
+
+    driver = FakeDriver(name=b"NVIDIA GeForce RTX 4090", cc=(8, 9))
+    monkeypatch.setattr(_cudadrv, "_driver", driver)
+    assert driver_gpu_info() == GpuInfo("NVIDIA GeForce RTX 4090", "8.9")
+    _cudadrv.release_primary_context(0)
+    assert driver.released == 1
+    with pytest.raises(BackendUnavailableError, match=r"sees 1 GPU\(s\), so there is no CUDA device 1"):
+        driver_gpu_info(1)
+    monkeypatch.setattr(_cudadrv, "_driver", FakeDriver(init_error=100))
+    with pytest.raises(BackendUnavailableError, match="cuInit.*CUDA_ERROR_NO_DEVICE: no CUDA-capable device"):
+        driver_gpu_info()
+
+
+def test_no_driver_library_is_one_clear_error(monkeypatch):
+    import ctypes
+
+    from edgeseg import _cudadrv
+
+    def missing(name, *a, **k):
+        raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(_cudadrv, "_driver", None)
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    with pytest.raises(BackendUnavailableError, match=r"libcuda\.so\.1.*cannot be loaded.*no NVIDIA driver"):
+        _cudadrv.device_info()
+
+
+@pytest.mark.parametrize("flags, version, expected", [(Flags10, "10.3.0.30", 2), (Flags11, "11.4.0.106", None)])
 def test_build_flow_on_fake_tensorrt(meta_onnx, tmp_path, monkeypatch, flags, version, expected):
     trt = FakeTRT(version=version, flags=flags)
     _install(monkeypatch, trt)
@@ -466,6 +506,29 @@ def test_build_failure_reports_logged_errors(meta_onnx, tmp_path, monkeypatch):
     assert not list(tmp_path.glob("m.engine*"))
 
 
+def test_cuda_that_cannot_start_is_one_error_with_tensorrt_s_reason(meta_onnx, tmp_path, monkeypatch):
+    reason = "CUDA initialization failure with error: 35. Please check your CUDA installation"
+    _install(monkeypatch, FakeTRT(cuda_start_failure=reason))
+    with pytest.raises(BackendUnavailableError) as err:
+        build_engine(meta_onnx, tmp_path / "m.engine")
+    msg = str(err.value)
+    assert reason in msg and "could not create its builder" in msg and "driver" in msg and "\n" not in msg
+    assert not list(tmp_path.glob("m.engine*"))
+
+
+def test_int8_model_for_onnxruntime_is_refused(meta_onnx, tmp_path, monkeypatch):
+    onnx = pytest.importorskip("onnx")
+    from edgeseg.converters.onnx_export import set_metadata
+
+    proto = onnx.load(str(meta_onnx))
+    set_metadata(proto, INFO.replace(model_card={"int8": {"target": "onnxruntime", "weight_bits": 7}}))
+    cpu = tmp_path / "model.int8.onnx"
+    onnx.save(proto, str(cpu))
+    _install(monkeypatch, FakeTRT())
+    with pytest.raises(ModelError, match="ONNX Runtime on the CPU.*--int8-target tensorrt"):
+        build_engine(cpu, tmp_path / "m.engine")
+
+
 def test_old_tensorrt_is_refused_by_name(meta_onnx, tmp_path, monkeypatch):
     _install(monkeypatch, FakeTRT(version="8.6.2.3"))
     with pytest.raises(BackendUnavailableError, match=r"TensorRT 8\.6\.2\.3 is installed"):
@@ -480,7 +543,7 @@ def trt_gpu():
     Session-scoped and listed first so that the skip comes before the tiny model is exported.
     """
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install "
-                              "'edgeseg[tensorrt]'; JetPack provides it on Jetson)")
+                              "'edgeseg[tensorrt-cu12]'; JetPack provides it on Jetson)")
     cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install pycuda)")
     try:
         cuda.init()
