@@ -60,13 +60,13 @@ def scores(seg, val_set) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def torch_scores(val_set):
-    return scores(Segmenter("default", backend="torch", device="cpu"), val_set)
+    return scores(Segmenter("default", backend="torch", device="cpu", diameter=None), val_set)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model, tolerance", [("fp16", 0.003), ("int8", 0.01), ("int8-tensorrt", 0.01)])
 def test_reduced_precision_matches_torch_fp32(models, val_set, torch_scores, model, tolerance):
-    seg = Segmenter(models[model], device="cpu")
+    seg = Segmenter(models[model], device="cpu", diameter=None)
     assert seg.precision == model.split("-")[0]
     got = scores(seg, val_set)
     ref, cand = float(torch_scores.mean()), float(got.mean())
