@@ -106,7 +106,8 @@ def convert(model: PathLike, out: PathLike, *, precision: str | None = None, cal
     source_precision = onnx_info(src).precision if from_onnx else "fp32"
     target = precision or source_precision
     if source_precision != "fp32" and target != source_precision:
-        raise InputError(f"{src} is already {source_precision} and cannot become {target}; convert the fp32 "
+        raise InputError(f"{src} is already {source_precision} and cannot become {target} (--precision "
+                         f"{target} conflicts with it); convert the fp32 "
                          f"model or the checkpoint to {target}, or drop --precision to build {src.name} "
                          "as it is")
     calibrating = target == "int8" and source_precision != "int8"
@@ -114,8 +115,10 @@ def convert(model: PathLike, out: PathLike, *, precision: str | None = None, cal
         if int8_target not in INT8_TARGETS:
             raise InputError(f"--int8-target must be one of {INT8_TARGETS}, got {int8_target!r}")
         if not calibrating:
-            raise InputError(f"--int8-target applies when an fp32 model is calibrated to int8, not to "
-                             f"{src.name} as {target}; drop --int8-target")
+            what = (f"{src.name} is already int8 (its flavour is fixed)" if source_precision == "int8"
+                    else f"not {target}")
+            raise InputError(f"--int8-target only applies to --precision int8, {what}; drop "
+                             "--int8-target")
         if out.suffix == ".engine" and int8_target == "onnxruntime":
             raise InputError(f"{out} is a TensorRT engine, which is built from the 'tensorrt' INT8 flavour; "
                              "drop --int8-target onnxruntime, or write a .onnx for ONNX Runtime")
