@@ -14,14 +14,21 @@ def test_eval_reproduces_the_model_card(stage1_train, tmp_path, capsys):
 
     card = json.loads((MODELS_DIR / "default" / "model_card.json").read_text())
     out = tmp_path / "eval.json"
+    # the card's val scores are without size control (thresholds are tuned at network scale)
     assert main(["-q", "eval", "--model", "default", "--data", str(stage1_train), "--subset", "val",
-                 "--device", "cpu", "--json", str(out)]) == 0
+                 "--device", "cpu", "--diameter", "none", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert {"dsb_score", "ap50", "f1_50", "n_images", "images", "per_kind"} <= set(report)
     assert report["n_images"] == card["val"]["n_images"]
     print(f"eval: DSB {report['dsb_score']:.4f}, model card: {card['val']['dsb_score']:.4f}")
     assert abs(report["dsb_score"] - card["val"]["dsb_score"]) <= 1e-3
     assert "DSB2018 score" in capsys.readouterr().out
+    # the default settings (diameter auto), as the card's validation section records them
+    assert main(["-q", "eval", "--model", "default", "--data", str(stage1_train), "--subset", "val",
+                 "--device", "cpu", "--json", str(out)]) == 0
+    auto = json.loads(out.read_text())
+    assert auto["diameter"] == "auto"
+    assert abs(auto["dsb_score"] - card["validation"]["settings"]["auto"]["1"]["dsb_score"]) <= 1e-3
 
 
 def test_eval_on_kaggle_layout(kaggle_sample, tmp_path):
