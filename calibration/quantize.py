@@ -130,8 +130,10 @@ def _quantize(src: Path, ranges: dict[str, list[float]], fl: Int8Flavour) -> Any
         "OpTypesToExcludeOutputQuantization": ["ConvTranspose"] if fl.output_qdq else ["Conv", "ConvTranspose"],
     }
     model = onnx.load(str(src))
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    exclude = [convs[0], convs[-1]] if fl.float_edge_convs and len(convs) > 2 else None
     quantizer = QDQQuantizer(model, True, fl.reduce_range, q.QuantType.QInt8, q.QuantType.QInt8, tensors,
-                             None, None, ["Conv", "ConvTranspose"], extra)
+                             None, exclude, ["Conv", "ConvTranspose"], extra)
     quantizer.quantize_model()
     quantizer.model.topological_sort()  # Q/DQ nodes are appended last; ONNX wants them sorted
     qmodel = quantizer.model.model
