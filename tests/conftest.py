@@ -72,3 +72,27 @@ def tiny_onnx(tiny_pt: Path) -> Path:
     from edgeseg.converters.onnx_export import export_onnx
 
     return export_onnx(tiny_pt, tiny_pt.with_suffix(".onnx"))
+
+
+def disc_dataset(d: Path, seed: int) -> Path:
+    """Six 48 x 48 images with three bright discs each and their label images (images/ + labels/)."""
+    import cv2
+
+    (d / "images").mkdir()
+    (d / "labels").mkdir()
+    rng = np.random.default_rng(seed)
+    for k in range(6):
+        img, lab = np.zeros((48, 48), np.uint8), np.zeros((48, 48), np.uint16)
+        for j in range(3):
+            c = tuple(int(v) for v in rng.integers(8, 40, 2))
+            cv2.circle(img, c, 6, 200, -1)
+            cv2.circle(lab, c, 6, j + 1, -1)
+        cv2.imwrite(str(d / "images" / f"s{k}.png"), img)
+        cv2.imwrite(str(d / "labels" / f"s{k}.png"), lab)
+    return d
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory) -> Path:
+    """A tiny labelled dataset for INT8 calibration tests."""
+    return disc_dataset(tmp_path_factory.mktemp("calib"), seed=0)

@@ -5,31 +5,12 @@ from __future__ import annotations
 import json
 
 import cv2
-import numpy as np
 import pytest
 
 from edgeseg.cli import main
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxconverter_common")
-
-
-@pytest.fixture(scope="module")
-def calib_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("calib")
-    (d / "images").mkdir()
-    (d / "labels").mkdir()
-    rng = np.random.default_rng(0)
-    for k in range(6):
-        img = np.zeros((48, 48), np.uint8)
-        lab = np.zeros((48, 48), np.uint16)
-        for j in range(3):
-            c = tuple(int(v) for v in rng.integers(8, 40, 2))
-            cv2.circle(img, c, 6, 200, -1)
-            cv2.circle(lab, c, 6, j + 1, -1)
-        cv2.imwrite(str(d / "images" / f"s{k}.png"), img)
-        cv2.imwrite(str(d / "labels" / f"s{k}.png"), lab)
-    return d
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])

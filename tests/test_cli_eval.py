@@ -50,21 +50,9 @@ def test_eval_unknown_ids(stage1_train, tmp_path, capsys):
 # -- issue 9: --ids with --subset scores what it says, and the report says what was scored ----------
 @pytest.fixture(scope="module")
 def six_images(tmp_path_factory):
-    import cv2
-    import numpy as np
+    from conftest import disc_dataset
 
-    d = tmp_path_factory.mktemp("six")
-    (d / "images").mkdir()
-    (d / "labels").mkdir()
-    rng = np.random.default_rng(1)
-    for k in range(6):
-        img, lab = np.zeros((48, 48), np.uint8), np.zeros((48, 48), np.uint16)
-        for j in range(3):
-            c = tuple(int(v) for v in rng.integers(8, 40, 2))
-            cv2.circle(img, c, 6, 200, -1)
-            cv2.circle(lab, c, 6, j + 1, -1)
-        cv2.imwrite(str(d / "images" / f"s{k}.png"), img)
-        cv2.imwrite(str(d / "labels" / f"s{k}.png"), lab)
+    d = disc_dataset(tmp_path_factory.mktemp("six"), seed=1)
     split = d / "split.json"
     split.write_text(json.dumps({"train": ["s0", "s1", "s2", "s3"], "val": ["s4", "s5"]}))
     return d
