@@ -15,6 +15,7 @@ _OVERRIDES = {
     "log_every": "log_every", "seed": "seed", "val_fraction": "val_fraction",
     "max_images": "max_images", "split": "split_file", "init": "init",
     "scale_min": "augment__scale_min", "scale_max": "augment__scale_max",
+    "kind_balance": "kind_balance",
 }
 
 _EPILOG = """\
@@ -63,6 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--init", metavar="MODEL",
                    help="start from these weights: 'default', a checkpoint or a run folder "
                         "(fine-tuning; the width/depth must match)")
+    p.add_argument("--kind-balance", type=float,
+                   help="0: draw training images uniformly; 1: each image kind (fluorescence, "
+                        "stained, bright-field) equally often; 0.5: rare kinds lifted by sqrt")
     p.add_argument("--scale-min", type=float, help="smallest zoom of scale augmentation")
     p.add_argument("--scale-max", type=float, help="largest zoom of scale augmentation")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",

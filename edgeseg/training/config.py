@@ -61,6 +61,7 @@ class TrainConfig:
     amp: bool = True
     seed: int = 0
     val_fraction: float = 0.1
+    kind_balance: float = 0.0  # 0: images drawn uniformly; 1: each kind (fluorescence, ...) equally
     max_images: int = 0
     val_every: int = 1000
     ckpt_every: int = 200
@@ -92,6 +93,10 @@ class TrainConfig:
                 raise InputError(f"TrainConfig.{name} must be a finite number >= 0, got {v!r}.")
         if not self.lr > 0:
             raise InputError(f"TrainConfig.lr must be > 0, got {self.lr!r}; e.g. 2e-3.")
+        if isinstance(self.kind_balance, bool) or not isinstance(self.kind_balance, (int, float)) \
+                or not 0.0 <= self.kind_balance <= 1.0:
+            raise InputError(f"TrainConfig.kind_balance must be a number in [0, 1], got "
+                             f"{self.kind_balance!r}; e.g. 0.5 (0: uniform over images).")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"TrainConfig.val_fraction must be in (0, 1), got "
                              f"{self.val_fraction!r}; e.g. 0.1.")

@@ -59,6 +59,7 @@ __all__ = [
     "load_run_split",
     "make_batch",
     "make_split",
+    "sampling_probs",
     "predict_probs",
     "score_probs",
     "tune_postprocess",
@@ -136,7 +137,8 @@ class TrainSet:
     """Normalised training images (float16) and encoded targets (uint8), held in memory."""
 
     def __init__(self, samples: Sequence[Sample], norm: NormConfig, targets: TargetConfig,
-                 progress: bool = False, keep_labels: bool = False) -> None:
+                 progress: bool = False, keep_labels: bool = False,
+                 kinds: dict[str, str] | None = None, kind_balance: float = 0.0) -> None:
         self.ids: list[str] = []
         self.images: list[np.ndarray] = []
         self.targets: list[np.ndarray] = []
@@ -160,6 +162,7 @@ class TrainSet:
                 self.targets.append(encode(labels, targets))
         if not self.ids:
             raise DataError("no training images; check the dataset folder and the split.")
+        self.probs = sampling_probs([(kinds or {}).get(i, "") for i in self.ids], kind_balance)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -174,6 +177,19 @@ class TrainSet:
         return sum(a.nbytes for a in self.images + self.targets + self.labels)
 
 
+def sampling_probs(kinds: Sequence[str], balance: float) -> np.ndarray | None:
+    """Per-image draw probabilities ``∝ n_kind ** -balance`` (``None``: uniform over images).
+
+    ``balance`` 0 draws images uniformly (kinds as common as in the data); 1 gives every kind
+    the same share of batches; 0.5 lifts rare kinds (bright-field, stained) by the square root.
+    """
+    if balance <= 0 or len(set(kinds)) < 2:
+        return None
+    names, inverse, counts = np.unique(np.asarray(kinds), return_inverse=True, return_counts=True)
+    w = counts[inverse].astype(np.float64) ** -float(balance)
+    return w / w.sum()
+
+
 def make_batch(data: TrainSet, *, seed: int, step: int, rank: int, batch_size: int, crop: int,
                augment: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """Images ``B x 1 x crop x crop`` float32 and targets ``B x crop x crop`` int64 of one step.
@@ -181,7 +197,9 @@ def make_batch(data: TrainSet, *, seed: int, step: int, rank: int, batch_size: i
     Deterministic: a function of ``(seed, step, rank)`` and the data only.
     """
     rng = np.random.default_rng([seed, step, rank])
-    idx = rng.integers(len(data), size=batch_size)
+    probs = getattr(data, "probs", None)
+    idx = (rng.integers(len(data), size=batch_size) if probs is None
+           else rng.choice(len(data), size=batch_size, p=probs))
     x = np.empty((batch_size, 1, crop, crop), np.float32)
     y = np.empty((batch_size, crop, crop), np.int64)
     for b, i in enumerate(idx):

@@ -205,7 +205,8 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
     train_s, val_s, kinds, data_dir = load_run_split(split_path, data_dir)
     t = time.perf_counter()
     data = TrainSet(train_s, cfg.norm, cfg.targets, progress=progress and d.main,
-                    keep_labels=cfg.augment.rescales)
+                    keep_labels=cfg.augment.rescales, kinds=kinds,
+                    kind_balance=cfg.kind_balance)
     val = ValSet.load(val_s, kinds, cfg.norm, progress=progress and d.main) if d.main else None
     log.info("loaded %d train images (%.0f MB) and %d val images in %.1f s", len(data),
              data.nbytes / 2**20, len(val_s), time.perf_counter() - t)

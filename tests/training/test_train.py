@@ -281,3 +281,34 @@ def test_schedule_and_loss() -> None:
     bad, _, _ = seg_loss(-perfect, y, w, 1.0)
     assert float(good) < 1e-3 and float(ce) < 1e-6 and float(dice) < 1e-3
     assert float(bad) > 1.0
+
+
+def test_kind_balance_lifts_rare_kinds() -> None:
+    from edgeseg.training.data import sampling_probs
+    kinds = ["fluorescence"] * 90 + ["stained"] * 9 + ["brightfield"] * 1
+    assert sampling_probs(kinds, 0.0) is None
+    assert sampling_probs(["fluorescence"] * 5, 1.0) is None  # one kind: nothing to balance
+    share = lambda p, k: float(sum(pi for pi, ki in zip(p, kinds) if ki == k))  # noqa: E731
+    full = sampling_probs(kinds, 1.0)
+    assert np.isclose(full.sum(), 1.0)
+    for k in ("fluorescence", "stained", "brightfield"):
+        assert np.isclose(share(full, k), 1 / 3)
+    half = sampling_probs(kinds, 0.5)
+    assert 0.01 < share(half, "brightfield") < share(half, "stained") < 1 / 3
+    assert share(half, "fluorescence") < 0.9
+    with pytest.raises(InputError, match="kind_balance"):
+        TrainConfig(kind_balance=1.5)
+
+
+def test_balanced_batches_are_deterministic_and_follow_probs(tiny: Path) -> None:
+    from edgeseg.data import NormConfig, load_dataset
+    from edgeseg.targets import TargetConfig
+    from edgeseg.training.data import TrainSet
+    samples = load_dataset(tiny)
+    kinds = {s.id: ("stained" if i == 0 else "fluorescence") for i, s in enumerate(samples)}
+    data = TrainSet(samples, NormConfig(), TargetConfig(), kinds=kinds, kind_balance=1.0)
+    assert data.probs is not None and np.isclose(data.probs[0], 0.5)
+    kw = {"batch_size": 2, "crop": 32, "augment": AugmentConfig()}
+    a = make_batch(data, seed=3, step=7, rank=0, **kw)
+    b = make_batch(data, seed=3, step=7, rank=0, **kw)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
