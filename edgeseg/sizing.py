@@ -13,7 +13,11 @@ model refines its estimate from segmentations: the frame is segmented at zooms 1
 its instances. Nuclei far larger than the training size are over-split at zoom 1 and look small
 there, so the estimate is not taken from zoom 1 alone: it comes from the zoom whose nuclei, *in
 network pixels*, are closest to the training diameter (the zoom at which the network is most
-reliable). Estimates within :data:`KEEP_RANGE` of the training size leave the frame unscaled, so
+reliable). Zoom 1 is trusted outright when its nuclei are within :data:`TRUST_BAND` of the
+training diameter: the smaller zooms are then not computed (in-range frames pay one pass), and
+clumps of normal nuclei that merge at zoom 1/4 into training-sized blobs cannot outvote it (on
+bright-field images that took the estimate from 18 px to 77 px and the score from 0.33 to 0.01).
+Estimates within :data:`KEEP_RANGE` of the training size leave the frame unscaled, so
 in-range images are segmented exactly as without size control.
 """
 
@@ -30,7 +34,7 @@ import numpy as np
 from .errors import InputError
 from .postprocess import PostprocessConfig
 
-__all__ = ["DEFAULT_DIAMETER", "KEEP_RANGE", "SizeEstimate", "check_diameter", "estimate_diameter",
+__all__ = ["DEFAULT_DIAMETER", "KEEP_RANGE", "TRUST_BAND", "SizeEstimate", "check_diameter", "estimate_diameter",
            "instance_diameters", "resize_image", "resize_probabilities", "scaled_postprocess"]
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ DEFAULT_DIAMETER = 17.8  # median nucleus diameter (px) of DSB2018 stage1_train:
 KEEP_RANGE = (0.5, 2.0)  # zoom factors this close to 1 are not applied: the model covers them
 ZOOMS = (1.0, 0.5, 0.25)
 MIN_INSTANCES = 3
+TRUST_BAND = 1.5  # zoom 1's estimate within this factor of the training diameter is final
 MAX_ZOOM, MIN_ZOOM = 4.0, 1.0 / 16
 
 
@@ -135,6 +140,8 @@ def estimate_diameter(labels_at: Callable[[float], np.ndarray], model_diameter: 
         dist = abs(math.log(d_net / model_diameter))
         if best is None or dist < best[0]:
             best = (dist, z, d_net / z)
+        if z == 1.0 and dist <= math.log(TRUST_BAND):
+            break  # in range at the network's own scale: final (see the module docstring)
     if best is None:
         log.debug("size estimate: no zoom found >= %d nuclei (%s)", MIN_INSTANCES, per_zoom)
         return SizeEstimate(None, None, per_zoom)

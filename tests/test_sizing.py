@@ -10,8 +10,9 @@ import pytest
 
 from edgeseg.errors import InputError
 from edgeseg.postprocess import PostprocessConfig
-from edgeseg.sizing import (KEEP_RANGE, check_diameter, estimate_diameter, instance_diameters,
-                            resize_probabilities, scaled_postprocess, zoom_for)
+from edgeseg.sizing import (KEEP_RANGE, TRUST_BAND, check_diameter, estimate_diameter,
+                            instance_diameters, resize_probabilities, scaled_postprocess,
+                            zoom_for)
 
 
 def disc_labels(h, w, r, spacing):
@@ -71,13 +72,33 @@ def test_estimate_prefers_the_zoom_nearest_the_training_size():
             0.25: disc_labels(100, 100, 10, 30)}
     est = estimate_diameter(lambda z: seen[z], 17.8)
     assert est.zoom == 0.25 and est.diameter == pytest.approx(80, rel=0.08)
-    # typical nuclei: zoom 1 is nearest; too few nuclei at the small zooms are ignored
-    seen = {1.0: disc_labels(300, 300, 9, 30), 0.5: disc_labels(150, 150, 4, 60),
-            0.25: np.zeros((75, 75), np.int32)}
+    # typical nuclei: zoom 1 is in band and final; the smaller zooms are not computed
+    seen = {1.0: disc_labels(300, 300, 9, 30)}
     est = estimate_diameter(lambda z: seen[z], 17.8)
     assert est.zoom == 1.0 and est.diameter == pytest.approx(19, rel=0.1)
-    assert math.isnan(est.per_zoom[0.25][1])
+    assert list(est.per_zoom) == [1.0]
+    # large nuclei at zoom 1 (out of band); too few nuclei at the small zooms are ignored
+    seen = {1.0: disc_labels(300, 300, 15, 40), 0.5: disc_labels(60, 60, 8, 40),
+            0.25: np.zeros((75, 75), np.int32)}
+    est = estimate_diameter(lambda z: seen[z], 17.8)
+    assert est.zoom == 1.0 and est.diameter == pytest.approx(30, rel=0.1)
+    assert math.isnan(est.per_zoom[0.25][1]) and math.isnan(est.per_zoom[0.5][1])
     assert estimate_diameter(lambda z: np.zeros((10, 10), np.int32), 17.8).diameter is None
+
+
+def test_estimate_trusts_zoom_one_in_band_and_skips_smaller_zooms():
+    # Bright-field clumps: normal nuclei (d = 16) at zoom 1, merged into training-sized blobs at
+    # 1/4 (d = 19 there, "76 px"). Zoom 1 is within TRUST_BAND: it is final, 1/2 and 1/4 never run.
+    asked = []
+    seen = {1.0: disc_labels(300, 300, 8, 30), 0.25: disc_labels(80, 80, 9, 20)}
+
+    def labels_at(z):
+        asked.append(z)
+        return seen[z]
+
+    est = estimate_diameter(labels_at, 17.8)
+    assert asked == [1.0] and est.zoom == 1.0 and est.diameter == pytest.approx(16, rel=0.1)
+    assert 16 / 17.8 > 1 / TRUST_BAND
 
 
 # ----------------------------------------------------------------------------- Segmenter
