@@ -93,13 +93,16 @@ def _is_array(path: Path, large: int) -> bool:
         return True
     if path.suffix.lower() not in (".tif", ".tiff"):
         return False
-    from ..imageheader import read_header
-
     try:
-        head = read_header(path.read_bytes()[:1 << 16]) if path.stat().st_size else None
-    except OSError:
+        import tifffile
+    except ImportError:  # then large TIFFs are read whole, as without --dask
         return False
-    return head is not None and head.height * head.width > large
+    try:
+        with tifffile.TiffFile(str(path)) as tif:  # the first page's shape, no pixels read
+            shape = tif.pages[0].shape
+    except Exception:  # noqa: BLE001 - not a readable TIFF: the per-image job reports it
+        return False
+    return len(shape) >= 2 and shape[0] * shape[1] > large
 
 
 def _inputs(items: list[str]) -> list[Path]:
