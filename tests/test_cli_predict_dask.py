@@ -16,8 +16,8 @@ import pytest
 pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
-from edgeseg.cli import main  # noqa: E402
-from edgeseg.data import read_labels  # noqa: E402
+from edgeseg.cli import main
+from edgeseg.data import read_labels
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def outputs(out: Path) -> dict[str, bytes]:
 
 
 def test_images_as_jobs_match_plain_predict(address, images, tmp_path, capsys) -> None:
-    assert main(["predict", str(images), "-o", str(tmp_path / "plain"), "--diameter", "none", "-q"]) == 0
-    assert main(["predict", str(images), "-o", str(tmp_path / "dask"), "--diameter", "none", "-q",
+    assert main(["-q", "predict", str(images), "-o", str(tmp_path / "plain"), "--diameter", "none"]) == 0
+    assert main(["-q", "predict", str(images), "-o", str(tmp_path / "dask"), "--diameter", "none",
                  "--dask", address]) == 0
     assert "4 of 4 images segmented on Dask" in capsys.readouterr().out
     plain, dask = outputs(tmp_path / "plain"), outputs(tmp_path / "dask")
@@ -59,7 +59,7 @@ def test_images_as_jobs_match_plain_predict(address, images, tmp_path, capsys) -
 
 def test_rerun_after_an_interruption_redoes_only_what_is_missing(address, images, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    args = ["predict", str(images), "-o", str(out), "--diameter", "none", "-q", "--dask", address]
+    args = ["-q", "predict", str(images), "-o", str(out), "--diameter", "none", "--dask", address]
     assert main(args) == 0
     first = outputs(out)
     names = sorted({n.split(".")[0] for n in first})
@@ -84,7 +84,7 @@ def test_a_bad_image_is_retried_once_then_reported(address, images, tmp_path, ca
     d = tmp_path / "in"
     shutil.copytree(images, d)
     (d / "broken.png").write_bytes((images / sorted(os.listdir(images))[0]).read_bytes()[:300])
-    code = main(["predict", str(d), "-o", str(tmp_path / "out"), "--diameter", "none", "-q", "--dask", address])
+    code = main(["-q", "predict", str(d), "-o", str(tmp_path / "out"), "--diameter", "none", "--dask", address])
     assert code == 1
     err = capsys.readouterr().err
     assert "broken.png failed twice" in err and "1 of 5 images could not be segmented" in err
@@ -92,15 +92,16 @@ def test_a_bad_image_is_retried_once_then_reported(address, images, tmp_path, ca
 
 
 def test_large_array_becomes_ome_zarr_labels(address, stage1_train, tmp_path, capsys) -> None:
-    import edgeseg.dask
     from mosaic import fluorescence_mosaic
+
+    import edgeseg.dask
 
     mosaic = fluorescence_mosaic(stage1_train, 1024)[:, :768]
     src = tmp_path / "mosaic.zarr"
-    zarr.save_array(str(src), mosaic, chunks=(256, 256))
+    zarr.open_array(str(src), mode="w", shape=mosaic.shape, chunks=(256, 256), dtype="uint8")[:] = mosaic
     out = tmp_path / "out"
     (out / ".mosaic.zarr.labels.ome.zarr.old1.tmp").mkdir(parents=True)  # left by an interrupted run
-    args = ["predict", str(src), "-o", str(out), "--diameter", "none", "-q", "--dask", address,
+    args = ["-q", "predict", str(src), "-o", str(out), "--diameter", "none", "--dask", address,
             "--chunk", "512"]
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["mosaic.zarr.instances.csv", "mosaic.zarr.labels.ome.zarr"]
@@ -121,8 +122,8 @@ def test_local_cluster_and_bad_scheduler(images, tmp_path, capsys) -> None:
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(next(images.iterdir()), one)
-    assert main(["predict", str(one), "-o", str(tmp_path / "out"), "--diameter", "none", "-q",
+    assert main(["-q", "predict", str(one), "-o", str(tmp_path / "out"), "--diameter", "none",
                  "--dask", "local:1", "--no-overlay"]) == 0
     assert len(list((tmp_path / "out").iterdir())) == 2
-    assert main(["predict", str(one), "-o", str(tmp_path / "o2"), "--dask", "local:0"]) == 1
+    assert main(["-q", "predict", str(one), "-o", str(tmp_path / "o2"), "--dask", "local:0"]) == 1
     assert "local:N with N >= 1" in capsys.readouterr().err

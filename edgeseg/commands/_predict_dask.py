@@ -24,8 +24,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def open_array(path: Path) -> Any:
             arr = da.from_zarr(zarr.open(tifffile.imread(str(path), aszarr=True), mode="r"))
     except DataError:
         raise
-    except Exception as exc:  # zarr / tifffile raise many kinds on a bad store
+    except Exception as exc:  # noqa: BLE001 - zarr / tifffile raise many kinds on a bad store
         raise DataError(f"cannot read {path} as an array ({type(exc).__name__}: {exc}); expected a 2-D "
                         "OME-Zarr image, zarr array or TIFF") from None
     if arr.ndim > 2:  # OME-Zarr (t, c, z, y, x): the first plane of the leading axes

@@ -16,4 +16,4 @@ from __future__ import annotations
 from ._array import DEFAULT_CHUNK, array_norm, segment_array
 from ._chunks import concat_tables
 
-__all__ = ["segment_array", "array_norm", "concat_tables", "DEFAULT_CHUNK"]
+__all__ = ["DEFAULT_CHUNK", "array_norm", "concat_tables", "segment_array"]

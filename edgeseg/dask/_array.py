@@ -15,7 +15,7 @@ from ..sizing import check_diameter
 from ._chunks import Layout, assemble, concat_tables, split_axis
 from ._worker import ChunkOptions, as_frame, chunk_step1, segmenter_for
 
-__all__ = ["segment_array", "require_dask", "DEFAULT_CHUNK"]
+__all__ = ["DEFAULT_CHUNK", "require_dask", "segment_array"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _as_dask(arr: Any, da: Any) -> Any:
     if not hasattr(arr, "shape") or not hasattr(arr, "dtype") or not hasattr(arr, "__getitem__"):
         raise InputError(f"segment_array takes a 2-D dask, numpy or zarr array, got "
                          f"{type(arr).__name__}; wrap other data with dask.array.from_array")
-    return da.from_array(arr, chunks=DEFAULT_CHUNK if isinstance(arr, np.ndarray) else None)
+    return da.from_array(arr, chunks=getattr(arr, "chunks", None) or DEFAULT_CHUNK)
 
 
 def _check(arr: Any) -> None:

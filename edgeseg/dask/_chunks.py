@@ -32,7 +32,7 @@ import numpy as np
 
 from ..postprocess import InstanceTable, instance_table
 
-__all__ = ["Layout", "Candidates", "candidates", "assemble", "concat_tables", "split_axis"]
+__all__ = ["Candidates", "Layout", "assemble", "candidates", "concat_tables", "split_axis"]
 
 log = logging.getLogger(__name__)
 

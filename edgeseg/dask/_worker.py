@@ -14,8 +14,9 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -23,12 +24,12 @@ from ..data import NormConfig, NormInfo, _intensity, to_grey
 from ..segmenter import Segmenter, check_image
 from ._chunks import Candidates, Layout, candidates
 
-__all__ = ["ChunkOptions", "segmenter_for", "apply_norm", "chunk_step1"]
+__all__ = ["ChunkOptions", "apply_norm", "chunk_step1", "segmenter_for"]
 
 log = logging.getLogger(__name__)
 
 _DTYPES = (np.uint8, np.uint16, np.float32)
-_CACHE: "OrderedDict[ChunkOptions, _FixedNormSegmenter]" = OrderedDict()
+_CACHE: OrderedDict[ChunkOptions, _FixedNormSegmenter] = OrderedDict()
 _CACHE_SIZE = 2
 _LOCK = threading.Lock()
 BUILDS = 0  # Segmenters this process has built (tests check: one per worker, not one per chunk)
@@ -49,7 +50,7 @@ class ChunkOptions:
     thresholds: tuple[tuple[str, Any], ...] = ()
     backend_options: tuple[tuple[str, Any], ...] = ()
 
-    def build(self) -> "_FixedNormSegmenter":
+    def build(self) -> _FixedNormSegmenter:
         return _FixedNormSegmenter(self.model, backend=self.backend, device=self.device,
                                    tile=self.tile, batch_size=self.batch_size,
                                    backend_options=dict(self.backend_options),
