@@ -44,9 +44,12 @@ def mosaic(root: Path, side: int) -> np.ndarray:
 
 
 def peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """This process's peak resident memory (VmHWM; unlike getrusage's ru_maxrss it is not
+    inherited across exec, so a spawned worker reports its own peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
 
 
 def run_dask(arr, workers: int, chunk: int) -> dict:
@@ -57,7 +60,7 @@ def run_dask(arr, workers: int, chunk: int) -> dict:
 
     import edgeseg.dask
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
         client.run(lambda: __import__("edgeseg.dask._worker"))  # workers up and importing edgeseg
         labels, rows = edgeseg.dask.segment_array(arr, chunk=chunk, diameter=None, with_table=True)

@@ -100,7 +100,7 @@ def check_stitched(truth: np.ndarray, out: np.ndarray, table) -> None:
     assert len(ids) == len(np.unique(truth[truth > 0])), "a nucleus was duplicated or lost"
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2 ** 16), chunk=st.sampled_from([48, 56, 80]), perturb=st.booleans())
 @example(seed=0, chunk=48, perturb=True)
 def test_stitching_keeps_each_nucleus_once(seed: int, chunk: int, perturb: bool) -> None:

@@ -69,7 +69,7 @@ def connect(spec: str) -> Iterator[Any]:
         if n < 1:
             raise InputError(f"--dask {spec}: expected local:N with N >= 1 workers (e.g. local:2), or a "
                              "scheduler address such as tcp://host:8786")
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
                 Client(cluster) as client:
             yield client
         return
