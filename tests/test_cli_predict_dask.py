@@ -83,7 +83,7 @@ def test_rerun_after_an_interruption_redoes_only_what_is_missing(address, images
 def test_a_bad_image_is_retried_once_then_reported(address, images, tmp_path, capsys) -> None:
     d = tmp_path / "in"
     shutil.copytree(images, d)
-    (d / "broken.png").write_bytes((images / sorted(os.listdir(images))[0]).read_bytes()[:300])
+    (d / "broken.png").write_bytes((images / min(os.listdir(images))).read_bytes()[:300])
     code = main(["-q", "predict", str(d), "-o", str(tmp_path / "out"), "--diameter", "none", "--dask", address])
     assert code == 1
     err = capsys.readouterr().err
