@@ -44,7 +44,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
                    help="refuse images over N pixels before decoding them (default 2**28 = "
                         "268435456, about 6 GB of memory to segment; 0: no limit)")
+    _add_dask_options(p)
     p.set_defaults(run=run)
+
+
+def _add_dask_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Dask (pip install 'edgeseg[dask]'; see edgeseg/commands/_predict_dask.py)")
+    g.add_argument("--dask", metavar="SCHEDULER", default=None,
+                   help="run on Dask: local:N (a local cluster of N workers) or a scheduler address "
+                        "(tcp://host:8786); .zarr folders and large TIFFs become OME-Zarr labels")
+    g.add_argument("--chunk", type=int, default=1024, metavar="PX",
+                   help="with --dask: chunk side for arrays segmented chunk by chunk (default %(default)s)")
+    g.add_argument("--large-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="with --dask: TIFFs over N pixels are segmented chunk by chunk into OME-Zarr "
+                        "(default 2**26 = 8192 x 8192)")
 
 
 def _max_pixels(text: str) -> int:
@@ -128,6 +141,9 @@ def write_outputs(outs: dict[str, Path], raw, result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "dask", None):
+        from ._predict_dask import run_dask
+        return run_dask(args)
     from ..errors import DataError, EdgesegError
     from ..segmenter import segment_files
     from ._paths import check_writable
