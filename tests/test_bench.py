@@ -27,9 +27,9 @@ def test_bench_quick_writes_the_schema_table_and_plot(tmp_path, capsys):
     assert {"torch", "onnxruntime", "numpy", "opencv"} <= set(result["versions"])
     rows = result["rows"]
     for r in rows:
-        assert tuple(r) == ROW_KEYS
+        assert set(r) == set(ROW_KEYS)  # exactly the row schema
         assert r["mode"] in ("serial", "stream") and r["size"] == 48 and r["batch"] in (1, 2)
-        assert all(isinstance(r[k], float) and r[k] >= 0 for k in ROW_KEYS[6:13])
+        assert all(isinstance(r[k], float) and r[k] >= 0 for k in ROW_KEYS[6:13])  # the stage times
         assert r["fps"] > 0 and r["speedup_vs_naive"] > 0
     seen = {(r["backend"], r["precision"], r["mode"], r["batch"]) for r in rows}
     expected = {("naive", "fp32", "serial")} | {("torch", "fp32", m) for m in ("serial", "stream")}

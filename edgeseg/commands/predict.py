@@ -158,10 +158,12 @@ def run(args: argparse.Namespace) -> int:
     bar = progress(todo, args.progress, total=len(todo), unit="image", desc="predict")
     say = getattr(bar, "write", None) or print  # tqdm.write keeps the progress bar intact
     # reading, inference and post-processing overlap (Segmenter.stream); a file that fails is
-    # handed back in its place (keep_errors) and the others go on
-    frames = seg.stream((_loader(p, args.max_pixels) for p, _ in todo), keep_errors=True, with_frames=True)
+    # handed back in its place (keep_errors) and the others go on. One image per queue: a few
+    # images in flight at most (large ones cost memory), enough to keep every stage busy.
+    frames = seg.stream((_loader(p, args.max_pixels) for p, _ in todo), queue_size=1, keep_errors=True,
+                        with_frames=True)
     with frames:
-        for (path, outs), (raw, result) in zip(bar, frames):
+        for (raw, result), (path, outs) in zip(frames, bar):  # the bar counts finished images
             if isinstance(result, BaseException):
                 if args.fail_fast:
                     raise result
