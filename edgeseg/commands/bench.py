@@ -8,7 +8,7 @@ DESCRIPTION = ("time the naive baseline (PyTorch eager + scikit-image watershed)
                "precision available here, serial and streamed, on real-image mosaics")
 EPILOG = """--json FILE: {"machine", "versions", "model", "rows": [{backend, precision, device, mode, size,
 batch, pre_ms, copy_ms, infer_ms, post_ms, total_ms, p99_ms, fps, speedup_vs_naive}], "postprocess"}.
---quick: sizes 256 512, batch 1 and 8, 2 rounds (under 3 minutes on a 2-core CPU)."""
+--quick: sizes 256 512, batch 1 and 8, 2 rounds of 2 frames (of a batch, where larger)."""
 QUICK = {"sizes": [256, 512], "rounds": 2, "frames": 2}
 
 
