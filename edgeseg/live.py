@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -204,7 +205,9 @@ class LiveRunner:
         self._done = False
         self._error: BaseException | None = None
         self._stop = False
+        self._closing = False
         self._cond = threading.Condition()
+        self.latency: dict[str, float] = {}  # frames, fps, p50_ms, p99_ms of the last frames() run
 
     def stop(self) -> None:
         """End :meth:`frames` after the frame in progress (no lock taken: signal-handler safe)."""
@@ -228,7 +231,43 @@ class LiveRunner:
                 self._cond.notify_all()
 
     def frames(self) -> Iterator[LiveFrame]:
-        """Yield segmented frames until the source ends, :meth:`stop` is called, or the caller stops."""
+        """Yield segmented frames until the source ends, :meth:`stop` is called, or the caller stops.
+
+        Reading, inference and post-processing overlap (:meth:`Segmenter.stream`, one frame in
+        each queue so latency stays low); a segmenter without ``stream`` runs frame by frame."""
+        if getattr(self.seg, "stream", None) is None:
+            yield from self._serial()
+            return
+        self._closing = False
+        dropped_of: deque = deque()  # frames dropped before each frame, in the stream's order
+
+        def source() -> Iterator[np.ndarray]:
+            for frame, dropped in (self._newest() if self.latest else self._every()):
+                if self._stop:
+                    return
+                if getattr(self.seg, "diameter", None) == "auto":
+                    self._calibrate(frame)
+                dropped_of.append(dropped)
+                yield frame
+
+        index, fps, t_prev = 0, 0.0, time.perf_counter()
+        stream = self.seg.stream(source(), queue_size=1, with_frames=True)
+        try:
+            for frame, result in stream:
+                if self._stop:
+                    return
+                now = time.perf_counter()
+                rate = 1.0 / max(now - t_prev, 1e-9)
+                fps = 0.9 * fps + 0.1 * rate if index else rate  # smoothed frames/s
+                t_prev = now
+                yield LiveFrame(index, frame, result, fps, dropped_of.popleft())
+                index += 1
+        finally:
+            self._closing = True  # a newest-frame wait ends now, not at the next frame
+            stream.close()
+            self.latency = stream.summary()
+
+    def _serial(self) -> Iterator[LiveFrame]:
         index, fps, t_prev = 0, 0.0, time.perf_counter()
         for frame, dropped in (self._newest() if self.latest else self._every()):
             if self._stop:
@@ -256,7 +295,7 @@ class LiveRunner:
 
     def _every(self) -> Iterator[tuple[np.ndarray, int]]:
         """Every frame of the source, in order: (frame, 0)."""
-        while not self._stop and (frame := self.source.read()) is not None:
+        while not self._stop and not self._closing and (frame := self.source.read()) is not None:
             yield frame, 0
 
     def _newest(self) -> Iterator[tuple[np.ndarray, int]]:
@@ -267,9 +306,10 @@ class LiveRunner:
         try:
             while True:
                 with self._cond:
-                    while self._seq == last_seq and not self._done and not self._stop:
+                    while (self._seq == last_seq and not self._done and not self._stop
+                           and not self._closing):
                         self._cond.wait(timeout=0.25)
-                    if self._stop:
+                    if self._stop or self._closing:
                         return
                     if self._seq == last_seq:  # the grabber ended and every frame was handed out
                         if self._error is not None:

@@ -282,11 +282,25 @@ def _renumber(labels: np.ndarray, n: int, min_size: int) -> np.ndarray:
         return labels.astype(np.int32)
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    if float(areas[1:].sum()) < _SPARSE_RENUMBER * labels.size:
+        # Mostly background: look up the foreground pixels only (np.take over the whole frame
+        # makes an intp index per pixel: 3-4x the time on a typical fluorescence frame).
+        out = np.zeros(labels.shape, np.int32)
+        for rows in row_blocks(*labels.shape):
+            block = labels[rows]
+            idx = _flat_nonzero((block != 0).view(np.uint8))
+            values = block.reshape(-1)[idx]
+            out[rows].reshape(-1)[idx] = lut[values if values.dtype == np.uint16 else values.astype(np.intp)]
+        return out
     out = np.empty(labels.shape, np.int32)
     for rows in row_blocks(*labels.shape):  # np.take makes intp indices: a block at a time
         index = labels[rows] if labels.dtype == np.uint16 else labels[rows].astype(np.intp)
         np.take(lut, index, out=out[rows])
     return out
+
+
+# Below this foreground fraction, renumbering looks up the foreground pixels only.
+_SPARSE_RENUMBER = 0.3
 
 
 @dataclass(frozen=True)

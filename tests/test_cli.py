@@ -43,15 +43,3 @@ def test_user_error_is_one_line_and_exit_1(tmp_path, capsys):
     assert main(["demo", "--data", str(missing), "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(missing) in err[0] and err[0].startswith("edgeseg demo: error:")
-
-
-def test_bench_command(tmp_path, capsys):
-    import json
-
-    pytest.importorskip("torch")
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--sizes", "64", "128", "--repeat", "1", "--device", "cpu", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["size"] for r in rows] == [64, 128] and all(r["frames_per_s"] > 0 for r in rows)
-    assert "frames/s" in capsys.readouterr().out
-    assert main(["bench", "--sizes", "8"]) == 1

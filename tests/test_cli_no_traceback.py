@@ -71,7 +71,7 @@ CASES = {
     "predict static model": "predict {d}/a.png --model {d}/static.onnx -o {t}/out",
     "predict 3-channel model": "predict {d}/a.png --model {d}/rgb.onnx -o {t}/out",
     "predict forged engine": "predict {d}/a.png --model {d}/forged.engine -o {t}/out",
-    "bench static model": "bench --model {d}/static.onnx --sizes 64 --repeat 1",
+    "bench an onnx model": "bench --model {d}/static.onnx --sizes 64 --rounds 1",
     "bench --json device": "bench --model {d}/model.onnx --json " + os.devnull,
     "live --csv into a file": "live --source synthetic --frames 1 --no-display --model {d}/model.onnx "
                               "--csv {d}/afile/f.csv",

@@ -148,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
     if last is None:
         print(f"edgeseg live: {args.source} gave no frames{stop_note}")
         return 128 + stopped_by[0] if stopped_by else 1
+    lat = runner.latency
+    latency = (f", latency p50 {lat['p50_ms']:.0f} ms / p99 {lat['p99_ms']:.0f} ms"
+               if lat.get("frames") else "")
     print(f"edgeseg live: {last.index + 1} frames from {args.source}, {last.fps:.1f} frames/s "
-          f"({seg.backend}/{seg.device}/{seg.precision}), {last.dropped} dropped to stay current{stop_note}")
+          f"({seg.backend}/{seg.device}/{seg.precision}){latency}, {last.dropped} dropped to stay current"
+          f"{stop_note}")
     return 128 + stopped_by[0] if stopped_by else 0

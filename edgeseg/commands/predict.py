@@ -140,12 +140,24 @@ def write_outputs(outs: dict[str, Path], raw, result) -> None:
         atomic_write_bytes(outs["overlay.png"], png.tobytes())
 
 
+def _loader(path: Path, max_pixels: int | None):
+    """A callable reading ``path`` as :func:`edgeseg.segmenter.segment_files` does (in the stream)."""
+    def load():
+        import numpy as np
+
+        from ..imageio import DEFAULT_MAX_PIXELS, read_image_raw
+        from ..segmenter import _DTYPES
+
+        raw = read_image_raw(path, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        return raw if raw.dtype in _DTYPES else raw.astype(np.float32)
+    return load
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "dask", None):
         from ._predict_dask import run_dask
         return run_dask(args)
-    from ..errors import DataError, EdgesegError
-    from ..segmenter import segment_files
+    from ..errors import DataError
     from ._paths import check_writable
 
     out = check_writable(args.out, folder=True, option="-o/--out")
@@ -161,18 +173,22 @@ def run(args: argparse.Namespace) -> int:
     total, done, failed, t0 = 0, 0, [], time.perf_counter()
     bar = progress(todo, args.progress, total=len(todo), unit="image", desc="predict")
     say = getattr(bar, "write", None) or print  # tqdm.write keeps the progress bar intact
-    for path, outs in bar:
-        try:
-            _, raw, result = next(iter(segment_files(seg, [path], max_pixels=args.max_pixels)))
-        except (EdgesegError, OSError) as exc:
-            if args.fail_fast:
-                raise
-            failed.append(path)
-            say(f"edgeseg predict: {path} failed (going on with the others): {exc}", file=sys.stderr)
-            continue
-        write_outputs(outs, raw, result)
-        total += result.count
-        done += 1
+    # reading, inference and post-processing overlap (Segmenter.stream); a file that fails is
+    # handed back in its place (keep_errors) and the others go on. One image per queue: a few
+    # images in flight at most (large ones cost memory), enough to keep every stage busy.
+    frames = seg.stream((_loader(p, args.max_pixels) for p, _ in todo), queue_size=1, keep_errors=True,
+                        with_frames=True)
+    with frames:
+        for (raw, result), (path, outs) in zip(frames, bar):  # the bar counts finished images
+            if isinstance(result, BaseException):
+                if args.fail_fast:
+                    raise result
+                failed.append(path)
+                say(f"edgeseg predict: {path} failed (going on with the others): {result}", file=sys.stderr)
+                continue
+            write_outputs(outs, raw, result)
+            total += result.count
+            done += 1
     wall = time.perf_counter() - t0
     rate = f" ({done / wall:.2f} images/s)" if done and wall > 0 else ""
     notes = [f"{skipped} skipped (all outputs exist; --overwrite to redo them)"] if skipped else []

@@ -1,0 +1,428 @@
+"""Overlapped frame pipeline: read/preprocess, inference and post-processing as concurrent stages.
+
+    seg = edgeseg.Segmenter("model.onnx", diameter=None)
+    with seg.stream(frames) as results:            # an iterable of frames (or of loaders)
+        for result in results:                     # one Result per frame, in order
+            ...
+    results.summary()                              # frames, fps, p50 / p99 latency (ms)
+
+Three threads, one per stage, joined by bounded queues (``queue_size`` items each): while the
+backend runs the network on frame k, frame k+1 is read and normalised and frame k-1 is labelled.
+A full queue blocks the stage before it (back-pressure: at most ``3 * queue_size + 3`` frames are
+in flight, whatever the source's speed). Each stage handles its frames in arrival order, so
+results come out in the frames' order. With ``batch`` > 1 the inference stage gathers up to
+``batch`` consecutive frames of one padded shape into one network call (as ``segment_batch``).
+
+Shutdown: the source running out ends the stream after its last frame. An exception in the
+source or a stage travels down the pipeline in the frame's place and is raised in the caller's
+thread after the frames before it were yielded (``keep_errors=True``: an :class:`EdgesegError` or
+``OSError`` of one frame is yielded in its place instead, and the stream goes on). Closing the
+stream early (``close()``, leaving a ``with`` block, ``break`` out of a loop over it, or the
+consumer raising) stops every stage at its next queue operation and joins the threads; the
+source iterator is closed in its own thread.
+
+Results are those of :meth:`Segmenter.segment` (the same stage functions: tests compare them),
+with one more timing, ``latency``: ms from taking the frame from the source to its result being
+ready, queue waits included.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from .errors import EdgesegError, InputError
+
+__all__ = ["FrameStream", "Job", "prepare", "infer", "finish", "percentile"]
+
+log = logging.getLogger(__name__)
+
+_POLL = 0.05  # s between looks at the stop flag while a queue is full or empty
+_JOIN = 5.0  # s to wait at shutdown for a reader blocked in the source's read()
+
+
+@dataclass
+class Job:
+    """One frame on its way through the stages."""
+
+    index: int
+    frame: np.ndarray | None
+    t_read: float
+    diameter: Any = None  # the Segmenter's size setting when the frame was taken
+    grey: np.ndarray | None = None
+    norm: np.ndarray | None = None
+    ninfo: Any = None
+    zoom: float = 1.0
+    size: float | None = None
+    probs: np.ndarray | None = None
+    tiles: int = 1
+    t: dict[str, float] = field(default_factory=dict)
+
+
+# -- stage functions: Segmenter.segment cut at its two hand-overs ------------------------------
+
+def prepare(seg: Any, frame: np.ndarray, index: int = 0, t_read: float | None = None) -> Job:
+    """Check and normalise one frame (and rescale it when a fixed diameter is set)."""
+    from .segmenter import check_image
+    from .sizing import resize_image, zoom_for
+
+    t0 = time.perf_counter()
+    job = Job(index, frame, t0 if t_read is None else t_read, diameter=seg.diameter)
+    image = check_image(frame)
+    if job.diameter is None:
+        grey, job.norm, job.ninfo = seg._preprocess(image)
+        job.grey = image if image.ndim == 2 else grey  # as segment(): no float copy of a grey frame
+    elif job.diameter != "auto":  # a fixed diameter: the zoom is known before the network
+        job.size = float(job.diameter)
+        job.zoom = zoom_for(seg.info.diameter, job.size)
+        small = image if job.zoom == 1.0 else resize_image(image, job.zoom)
+        _, job.norm, job.ninfo = seg._preprocess(small)
+    job.t["preprocess"] = (time.perf_counter() - t0) * 1e3
+    return job
+
+
+def _batchable(seg: Any, job: Job) -> tuple[int, int] | None:
+    """The padded network shape of a frame that goes through whole (None: tiled, TTA or auto size)."""
+    if job.norm is None or seg.tta or max(job.norm.shape) > seg.tile:
+        return None
+    m = seg.info.multiple
+    return tuple(max(-(-d // m) * m, seg._min_side) for d in job.norm.shape)  # type: ignore[return-value]
+
+
+def infer(seg: Any, jobs: list[Job]) -> None:
+    """Class probabilities of ``jobs`` (one network call when they share a padded shape)."""
+    from .tiling import pad_to_multiple
+
+    keys = {_batchable(seg, j) for j in jobs}
+    if len(jobs) > 1 and len(keys) == 1 and None not in keys:
+        t0 = time.perf_counter()
+        batch = np.stack([pad_to_multiple(j.norm, seg.info.multiple, seg._min_side) for j in jobs])[:, None]
+        t1 = time.perf_counter()
+        out = seg._backend.infer(batch)
+        t2 = time.perf_counter()
+        crops = []
+        for j, p in zip(jobs, out):
+            h, w = j.norm.shape
+            crops.append(np.ascontiguousarray(p[:, :h, :w]))
+        t3 = time.perf_counter()
+        for j, p in zip(jobs, crops):
+            j.probs, j.tiles, j.norm = p, 1, None
+            j.t["infer"] = (t2 - t1) * 1e3 / len(jobs)
+            j.t["copy"] = ((t1 - t0) + (t3 - t2)) * 1e3 / len(jobs)
+        return
+    for j in jobs:
+        _infer_one(seg, j)
+
+
+def _infer_one(seg: Any, job: Job) -> None:
+    from .sizing import zoom_for
+
+    t0 = time.perf_counter()
+    if job.diameter == "auto":  # size by consensus across zooms: the network at several zooms
+        image = job.frame
+        est, cache = seg._estimate(image, {})
+        seg.last_size = est
+        job.size = est.diameter
+        job.zoom = 1.0 if est.diameter is None else zoom_for(seg.info.diameter, float(est.diameter))
+        job.probs, job.ninfo, job.tiles, t = cache.get(job.zoom) or seg._zoomed(image, job.zoom)
+        job.t["preprocess"] += t["preprocess"]
+        job.t["infer"] = (time.perf_counter() - t0) * 1e3 - t["preprocess"]
+        return
+    job.probs, job.tiles = seg._probabilities(job.norm)
+    job.norm = None  # post-processing does not need it
+    job.t["infer"] = (time.perf_counter() - t0) * 1e3
+
+
+def finish(seg: Any, job: Job, probabilities: bool = False) -> Any:
+    """Labels and instance table of a job whose probabilities are known: the Result."""
+    from .data import to_grey
+    from .postprocess import instance_table, label_instances
+    from .segmenter import Result
+    from .sizing import resize_probabilities, scaled_postprocess
+
+    t = job.t
+    if job.diameter is None:
+        t.setdefault("infer", 0.0)
+        result = seg._finish(job.grey, job.probs, job.ninfo, job.tiles, t, probabilities)
+    else:
+        t0 = time.perf_counter()
+        probs = job.probs
+        h, w = job.frame.shape[:2]
+        if job.zoom != 1.0:
+            probs = resize_probabilities(probs, (h, w))
+        grey = to_grey(job.frame)
+        labels = label_instances(probs, scaled_postprocess(seg.postprocess, job.zoom))
+        table = instance_table(labels, probs, grey)
+        t["postprocess"] = (time.perf_counter() - t0) * 1e3
+        t["total"] = t["preprocess"] + t["infer"] + t["postprocess"]
+        result = Result(labels=labels, instances=table, probabilities=probs if probabilities else None,
+                        timings=t, norm=job.ninfo, tiles=job.tiles, zoom=job.zoom, diameter=job.size)
+    job.probs = job.grey = None
+    return result
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values`` (NaN when empty)."""
+    arr = np.asarray(list(values), np.float64)
+    return float(np.percentile(arr, q)) if arr.size else float("nan")
+
+
+# -- the pipeline -------------------------------------------------------------------------------
+
+class _Failed:
+    """An exception travelling down the pipeline in the place of frame ``index``."""
+
+    def __init__(self, index: int, exc: BaseException, frame: Any = None) -> None:
+        self.index, self.exc, self.frame = index, exc, frame
+
+
+_END = object()
+
+
+class _Stopped(Exception):
+    """The stream was closed: a stage leaves its loop."""
+
+
+class FrameStream:
+    """Iterator over the Results of a frame source, computed by three overlapped stages.
+
+    Made by :meth:`Segmenter.stream`. Iterate it once; ``close()`` (or a ``with`` block) stops
+    it early. ``latencies_ms`` holds the per-frame latencies so far; :meth:`summary` the
+    frame rate and the p50 / p99 latency.
+    """
+
+    def __init__(self, seg: Any, frames: Iterable[Any], *, batch: int = 1, queue_size: int = 2,
+                 probabilities: bool = False, keep_errors: bool = False, with_frames: bool = False) -> None:
+        for name, v in (("batch", batch), ("queue_size", queue_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"stream: {name} must be an integer >= 1, got {v!r}")
+        try:
+            self._source = iter(frames)
+        except TypeError:
+            raise InputError(f"stream: frames must be an iterable of frames (numpy arrays) or of "
+                             f"callables returning one, got {type(frames).__name__}") from None
+        self.seg, self.batch, self.probabilities = seg, batch, probabilities
+        self.keep_errors, self.with_frames = keep_errors, with_frames
+        self._queues = [queue.Queue(maxsize=queue_size) for _ in range(3)]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._in_source = False  # the reader is inside the source's next(): may block on a device
+        self.latencies_ms: list[float] = []
+        self._t_first: float | None = None
+        self._t_last: float | None = None
+        self._gen = self._run()
+
+    # iterator and context manager
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    def __enter__(self) -> "FrameStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def close(self) -> None:
+        """Stop every stage and join the threads (idempotent)."""
+        self._gen.close()
+
+    def summary(self) -> dict[str, float]:
+        """Frames so far, frames/s (first start to last result), p50 / p99 latency in ms."""
+        n = len(self.latencies_ms)
+        wall = (self._t_last - self._t_first) if n and self._t_first is not None else 0.0
+        return {"frames": n, "fps": n / wall if wall > 0 else float("nan"),
+                "p50_ms": percentile(self.latencies_ms, 50), "p99_ms": percentile(self.latencies_ms, 99)}
+
+    # queue operations that give up when the stream is closed
+    def _put(self, q: queue.Queue, item: Any) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, q: queue.Queue, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    raise
+                continue
+
+    def _handle(self, index: int, exc: BaseException, frame: Any) -> _Failed:
+        if not isinstance(exc, (EdgesegError, OSError)) or not self.keep_errors:
+            log.debug("stream: frame %d failed: %r", index, exc)
+        return _Failed(index, exc, frame)
+
+    # stages
+    def _read_stage(self) -> None:
+        out = self._queues[0]
+        index = 0
+        try:
+            while True:
+                self._in_source = True
+                try:
+                    item = next(self._source)
+                except StopIteration:
+                    break
+                except BaseException as exc:  # the source failed: nothing comes after it
+                    self._put(out, _Failed(index, exc))
+                    break
+                finally:
+                    self._in_source = False
+                t_read = time.perf_counter()  # latency: from the frame's hand-over (or its loader)
+                frame = None
+                try:
+                    frame = item() if callable(item) else item
+                    job = prepare(self.seg, frame, index, t_read)
+                except BaseException as exc:
+                    fail = self._handle(index, exc, frame)
+                    self._put(out, fail)
+                    if not (self.keep_errors and isinstance(exc, (EdgesegError, OSError))):
+                        break
+                else:
+                    self._put(out, job)
+                index += 1
+            self._put(out, _END)
+        except _Stopped:
+            pass
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # a generator already running elsewhere, ...
+                    log.debug("stream: closing the source failed: %r", exc)
+
+    def _fatal(self, item: Any) -> bool:
+        return isinstance(item, _Failed) and not (self.keep_errors and isinstance(item.exc, (EdgesegError, OSError)))
+
+    def _infer_stage(self) -> None:
+        src, out = self._queues[0], self._queues[1]
+        pending: deque = deque()
+        try:
+            done = False
+            while not done:
+                item = pending.popleft() if pending else self._get(src)
+                if item is _END or self._fatal(item):
+                    self._put(out, item)
+                    break
+                if isinstance(item, _Failed):
+                    self._put(out, item)
+                    continue
+                jobs = [item]
+                key = _batchable(self.seg, item) if self.batch > 1 else None
+                while key is not None and len(jobs) < self.batch:
+                    nxt = self._get(src)
+                    if isinstance(nxt, Job) and _batchable(self.seg, nxt) == key:
+                        jobs.append(nxt)
+                    else:  # another shape, an error or the end: handled after this batch
+                        pending.append(nxt)
+                        break
+                try:
+                    infer(self.seg, jobs)
+                except BaseException as exc:
+                    self._put(out, self._handle(jobs[0].index, exc, jobs[0].frame))
+                    if self._fatal(_Failed(0, exc)):
+                        done = True
+                        continue
+                    for j in jobs[1:]:  # the batch failed as a whole: each frame reports it
+                        self._put(out, _Failed(j.index, exc, j.frame))
+                    continue
+                for j in jobs:
+                    self._put(out, j)
+        except _Stopped:
+            pass
+
+    def _post_stage(self) -> None:
+        src, out = self._queues[1], self._queues[2]
+        try:
+            while True:
+                item = self._get(src)
+                if item is _END or self._fatal(item):
+                    self._put(out, item)
+                    return
+                if isinstance(item, _Failed):
+                    self._put(out, item)
+                    continue
+                try:
+                    result = finish(self.seg, item, self.probabilities)
+                except BaseException as exc:
+                    fail = self._handle(item.index, exc, item.frame)
+                    self._put(out, fail)
+                    if self._fatal(fail):
+                        return
+                    continue
+                result.timings["latency"] = (time.perf_counter() - item.t_read) * 1e3
+                self._put(out, (item.frame, result))
+        except _Stopped:
+            pass
+
+    def _run(self) -> Iterator[Any]:
+        self._t_first = time.perf_counter()
+        for name, target in (("read", self._read_stage), ("infer", self._infer_stage),
+                             ("post", self._post_stage)):
+            th = threading.Thread(target=target, name=f"edgeseg-stream-{name}", daemon=True)
+            th.start()
+            self._threads.append(th)
+        results = self._queues[2]
+        try:
+            while True:
+                try:
+                    item = results.get(timeout=_POLL)
+                except queue.Empty:  # the stages end with _END or a failure: unless one crashed
+                    if not self._threads[2].is_alive() and results.empty():
+                        raise EdgesegError("stream: the post-processing stage ended without "
+                                           "handing over a result (see the log)") from None
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    if self._fatal(item):
+                        raise item.exc
+                    yield (item.frame, item.exc) if self.with_frames else item.exc
+                    continue
+                frame, result = item
+                self._t_last = time.perf_counter()
+                self.latencies_ms.append(result.timings["latency"])
+                yield (frame, result) if self.with_frames else result
+        finally:
+            self._stop.set()
+            self._join()
+
+    def _join(self) -> None:
+        """Wait for the stages: each finishes the frame in hand (native code must not be left
+        running at interpreter exit), except a reader blocked in the source's own read, which
+        is given up on after ``_JOIN`` s (a daemon thread, it ends with the source or the process)."""
+        for th in self._threads:
+            waited = 0.0
+            while th.is_alive():
+                th.join(timeout=_POLL)
+                waited = waited + _POLL if (th is self._threads[0] and self._in_source) else 0.0
+                if waited >= _JOIN:
+                    log.warning("stream: the source did not hand over its frame within %.0f s; "
+                                "leaving its reader behind", _JOIN)
+                    break

@@ -1,0 +1,62 @@
+"""edgeseg bench: one run, the naive baseline beside every backend x precision here (schema only:
+speed claims come from the committed benchmark results, not from tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from edgeseg.benchmark import ROW_KEYS
+from edgeseg.benchreport import cpu_flags
+from edgeseg.cli import main
+
+pytest.importorskip("torch")
+pytest.importorskip("skimage")
+
+
+def test_bench_quick_writes_the_schema_table_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    # --quick with the smallest sizes: every configuration, both modes, batch 1 and 2
+    assert main(["bench", "--quick", "--device", "cpu", "--sizes", "48", "--batch", "1", "2", "--rounds", "1",
+                 "--post-size", "64", "--json", str(out), "--plot", str(png)]) == 0
+    result = json.loads(out.read_text())
+    assert {"machine", "versions", "model", "rows"} <= set(result)
+    assert {"cpu_flags", "cpu_count", "loadavg_start", "loadavg_end"} <= set(result["machine"])
+    assert {"torch", "onnxruntime", "numpy", "opencv"} <= set(result["versions"])
+    rows = result["rows"]
+    for r in rows:
+        assert set(r) == set(ROW_KEYS)  # exactly the issue's row schema
+        assert r["mode"] in ("serial", "stream") and r["size"] == 48 and r["batch"] in (1, 2)
+        assert all(isinstance(r[k], float) and r[k] >= 0 for k in ROW_KEYS[6:13])  # the stage times
+        assert r["fps"] > 0 and r["speedup_vs_naive"] > 0
+    seen = {(r["backend"], r["precision"], r["mode"], r["batch"]) for r in rows}
+    expected = {("naive", "fp32", "serial")} | {("torch", "fp32", m) for m in ("serial", "stream")}
+    if importlib.util.find_spec("onnxruntime"):
+        expected |= {("onnxruntime", p, m) for p in ("fp32", "fp16", "int8") for m in ("serial", "stream")}
+    assert {(b, p, m, k) for b, p, m in expected for k in (1, 2)} == seen
+    assert len(rows) == len(seen)
+    assert all(r["speedup_vs_naive"] == 1.0 for r in rows if r["backend"] == "naive")
+    post = result["postprocess"]
+    assert post["size"] == 64 and post["label_instances_ms"] > 0 and post["skimage_reference_ms"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = capsys.readouterr().out
+    assert "x naive" in text and "onnxruntime" in text and "label_instances" in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--sizes", "8"], "sizes must be >= 32"),
+    (["--model", "x.onnx"], "needs the checkpoint"),
+    (["--only", "tensorrt/fp64"], "nothing to run"),
+])
+def test_bench_refuses_bad_options_in_one_line(tmp_path, capsys, argv, words):
+    assert main(["bench", "--device", "cpu", "--post-size", "0", *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+
+
+def test_cpu_flags_come_from_cpuinfo():
+    text = "processor: 0\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni\n"
+    assert cpu_flags(text) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni"]
+    assert cpu_flags("Features\t: fp asimd asimddp\n") == ["asimd", "asimddp"]
