@@ -32,13 +32,16 @@ def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
 
 @pytest.fixture
 def viewer():
+    """napari's viewer model (layers, dims, add_image/add_labels: all the widget uses) with a
+    Qt application on the offscreen platform. Not ``napari.Viewer(show=False)``: its vispy canvas
+    needs OpenGL, which Qt's offscreen platform does not give without a display (CI has none)."""
     pytest.importorskip("napari")
     pytest.importorskip("torch")  # the bundled default model is a torch checkpoint
-    import napari
+    from napari._qt.qt_event_loop import get_qapp
+    from napari.components import ViewerModel
 
-    v = napari.Viewer(show=False)
-    yield v
-    v.close()
+    get_qapp()
+    yield ViewerModel(title="edgeseg test")
 
 
 @pytest.fixture
@@ -46,10 +49,11 @@ def widget(viewer):
     from edgeseg.napari._widget import SegmentWidget
 
     w = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(w, name="edgeseg")
     yield w
     w.live_check.setChecked(False)
     wait_until(lambda: w.worker is None and not w.live.busy)
+    w.close()
+    w.deleteLater()
 
 
 @pytest.fixture
