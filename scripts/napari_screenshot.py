@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The README's screenshot of the napari widget on a real image (docs/napari-widget.png).
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/napari_screenshot.py [--image PNG] [--out PNG]
+    xvfb-run -a .venv/bin/python scripts/napari_screenshot.py [--image PNG] [--out PNG]
 
-Opens a headless napari viewer with a real DSB2018 image (default: the plugin's sample, a
+napari's canvas needs OpenGL, which Qt's offscreen platform does not give: run it on a display,
+or headless under Xvfb (apt-get install xvfb; Mesa renders in software). Opens a napari viewer with a real DSB2018 image (default: the plugin's sample, a
 validation image the bundled model was not trained on), docks the edgeseg widget, segments the
 image with the bundled model and saves the whole window (canvas, layer list, widget) as a PNG,
 reduced to a palette of 256 colours to keep it small.
@@ -17,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--image", default=None, help="image file (default: the plugin's sample image)")
     p.add_argument("--out", default=str(REPO / "docs" / "napari-widget.png"))
-    p.add_argument("--size", default="1100x640", help="window size WxH (default %(default)s)")
+    p.add_argument("--size", default="1280x660", help="window size WxH (default %(default)s)")
     args = p.parse_args(argv)
 
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*PyQt5 backend is deprecated")  # not in the picture
     import napari
     from PIL import Image as PILImage
     from qtpy.QtWidgets import QApplication
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeseg.napari._sample import nuclei
     from edgeseg.napari._widget import SegmentWidget
 
-    viewer = napari.Viewer(show=False, title="napari + edgeseg")
+    viewer = napari.Viewer(title="napari + edgeseg")
     if args.image:
         viewer.add_image(read_image_raw(args.image), name=Path(args.image).stem[:16])
     else:
@@ -58,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     labels.contour = 2  # outlines keep the nuclei visible underneath
     viewer.layers.selection.active = labels
     viewer.reset_view()
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for _ in range(20):
+        QApplication.processEvents()
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # napari's own start-up notices (e.g. about the Qt binding): not the subject
     for _ in range(20):
         QApplication.processEvents()
     shot = viewer.screenshot(canvas_only=False, flash=False)
