@@ -257,8 +257,8 @@ def _descr(v: Any, d: Path, info: ModelInfo, shape: tuple[int, int], name: str,
         authors=[Author(name="edgeseg developers")],
         cite=[CiteEntry(text=DSB2018_TEXT, doi=Doi(DSB2018_DOI))],
         license=LicenseId("Apache-2.0"),
-        documentation=d / "README.md",
-        covers=[d / "cover.png"],
+        documentation=FileDescr(source=d / "README.md"),
+        covers=[FileDescr(source=d / "cover.png")],
         tags=["nuclei", "instance-segmentation", "2d", "unet", "fluorescence-light-microscopy",
               "bright-field-microscopy", "histology", "dsb2018", "onnx", "torchscript", "edgeseg"],
         version=Version(__version__),
@@ -329,7 +329,12 @@ def export_bioimageio(model: Any, path: PathLike, *, sample: PathLike | None = N
         np.save(d / "test_output.npy", expected.astype(np.float32))
         _cover(test_in, result.labels, d / "cover.png")
         (d / "README.md").write_text(documentation(info, test_in.shape), encoding="utf-8")
-        descr = _descr(v, d, info, test_in.shape, name, opset)
+        try:
+            descr = _descr(v, d, info, test_in.shape, name, opset)
+        except ValueError as exc:  # pydantic's ValidationError: the spec refuses a field
+            first = " ".join(str(exc).split())[:400]
+            raise InputError(f"the bioimage.io description is not valid ({first}); check --name "
+                             "(letters, digits, spaces, - and _)") from None
         from bioimageio.spec import save_bioimageio_package
 
         staged = d / "package.zip"

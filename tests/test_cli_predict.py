@@ -71,13 +71,12 @@ def real_inputs(tmp_path_factory):
     return d
 
 
-def test_predict_writes_ome_tiff_with_the_pixel_size_and_µm_columns(tmp_path, real_inputs, capsys):
+def test_predict_writes_ome_tiff_with_the_pixel_size_and_µm_columns(tmp_path, real_inputs, caplog):
     pytest.importorskip("torch")
     out = tmp_path / "out"
     argv = ["predict", str(real_inputs), "-o", str(out), "--diameter", "none", "--pixel-size", "0.25"]
     assert main(argv) == 0
-    err = capsys.readouterr().err
-    assert "a.ome.tif records a pixel size of 0.5 µm, used instead of the given 0.25 µm" in err
+    assert "a.ome.tif records a pixel size of 0.5 µm, used instead of the given 0.25 µm" in caplog.text
     for name, um in (("a.ome.tif", 0.5), ("b.png", 0.25)):  # the file's own, else --pixel-size
         assert _physical_x(out / f"{name}.labels.tif") == (um, "µm")
         rows = list(csv.DictReader(open(out / f"{name}.instances.csv", encoding="utf-8")))
