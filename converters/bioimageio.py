@@ -200,7 +200,7 @@ Licence: Apache-2.0 (edgeseg). Training data: DSB2018 (BBBC038), CC0. Cite the d
 """
 
 
-def _descr(v: Any, d: Path, info: ModelInfo, shape: tuple[int, int], name: str,
+def _descr(d: Path, info: ModelInfo, shape: tuple[int, int], name: str,
            opset: int) -> Any:
     """The ModelDescr (spec 0.5) of the files in ``d``."""
     import torch
@@ -301,7 +301,7 @@ def export_bioimageio(model: Any, path: PathLike, *, sample: PathLike | None = N
         InputError: bad ``path`` or ``sample``.
         ModelError: the package fails its test (the details are in the message).
     """
-    v = _spec()
+    _spec()  # bioimageio.spec present, before any work
     path = Path(path)
     if path.suffix.lower() != ".zip":
         raise InputError(f"the package path must end in .zip, got {path}; e.g. -o edgeseg-nuclei.zip")
@@ -330,7 +330,7 @@ def export_bioimageio(model: Any, path: PathLike, *, sample: PathLike | None = N
         _cover(test_in, result.labels, d / "cover.png")
         (d / "README.md").write_text(documentation(info, test_in.shape), encoding="utf-8")
         try:
-            descr = _descr(v, d, info, test_in.shape, name, opset)
+            descr = _descr(d, info, test_in.shape, name, opset)
         except ValueError as exc:  # pydantic's ValidationError: the spec refuses a field
             first = " ".join(str(exc).split())[:400]
             raise InputError(f"the bioimage.io description is not valid ({first}); check --name "
