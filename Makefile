@@ -23,7 +23,7 @@ $(VENV)/.run: $(PY) pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.test: $(VENV)/.run
-	$(PIP) install $(PINS) -e ".[train,convert,test,dask,napari]" $(TORCH)
+	$(PIP) install $(PINS) -e ".[train,convert,test,dask,napari,bioimageio]" $(TORCH)
 	touch $@
 
 demo: $(VENV)/.run

@@ -3,6 +3,7 @@
     from edgeseg.converters import convert
     convert("default", "model.int8.onnx", precision="int8", calib_data="train_images/")
     convert("model.int8.onnx", "model.int8.engine")          # on the device, needs TensorRT
+    export_bioimageio("default", "edgeseg-nuclei.zip")      # bioimage.io package (edgeseg[bioimageio])
 
 Each function imports torch / onnx / onnxruntime / tensorrt only when called.
 """
@@ -19,6 +20,8 @@ _LAZY = {
     "build_engine": "tensorrt_build",
     "convert": "pipeline",
     "ConvertReport": "pipeline",
+    "export_bioimageio": "bioimageio",
+    "BioimageioReport": "bioimageio",
 }
 
 __all__ = sorted(_LAZY)

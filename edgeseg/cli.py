@@ -21,7 +21,7 @@ from ._version import __version__
 from .errors import EdgesegError
 
 # Order is the order shown in --help.
-COMMANDS = ("demo", "train", "eval", "predict", "convert", "parity", "bench", "live")
+COMMANDS = ("demo", "train", "eval", "predict", "convert", "export_bioimageio", "parity", "bench", "live")
 
 log = logging.getLogger(__name__)
 

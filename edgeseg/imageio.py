@@ -12,6 +12,10 @@ memory a file can claim: segmenting needs about 20-25 bytes per pixel besides th
 in microseconds instead of exhausting memory. Raise it where the memory is there:
 ``read_image(path, max_pixels=...)``, ``edgeseg predict --max-pixels N`` (None / 0: no limit;
 OpenCV itself decodes at most 2**30 pixels, bigger TIFFs are read with tifffile).
+
+Physical pixel size: :func:`read_pixel_size` reads the µm per pixel an OME-TIFF (OME-XML
+``PhysicalSizeX/Y``) or an ImageJ/Fiji TIFF (``unit`` and resolution tags) records, without
+decoding pixels; :func:`read_image_meta` returns the image with it (:mod:`edgeseg.ometiff`).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import numpy as np
 
 from .errors import DataError, InputError
 from .imageheader import ImageHeader, read_header
+from .units import PixelSize
 
-__all__ = ["DEFAULT_MAX_PIXELS", "read_image_raw", "to_grey", "read_image", "read_labels"]
+__all__ = ["DEFAULT_MAX_PIXELS", "read_image_raw", "to_grey", "read_image", "read_labels",
+           "read_pixel_size", "read_image_meta"]
 
 PathLike = Union[str, Path]
 
@@ -170,6 +176,30 @@ def read_image_raw(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     elif arr.ndim != 2:
         raise _stack_error(path, f"an array of shape {arr.shape} (expected 1, 3 or 4 channels)")
     return np.ascontiguousarray(arr)
+
+
+def read_pixel_size(path: PathLike) -> PixelSize | None:
+    """The pixel size (µm) recorded in an OME-TIFF or ImageJ TIFF; None for other files and for
+    TIFFs that record none (or whose unit is 'pixel'). Only the header is read."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return None  # the pixel reader reports a missing or unreadable file
+    if magic not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return None
+    from .ometiff import tiff_pixel_size
+
+    return tiff_pixel_size(path)
+
+
+def read_image_meta(path: PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS
+                    ) -> tuple[np.ndarray, PixelSize | None]:
+    """``(image as read_image_raw returns it, pixel size in µm or None)``: see
+    :func:`read_pixel_size` (``image, px = read_image_meta("cells.ome.tif")``; ``px.x``, ``px.y``)."""
+    arr = read_image_raw(path, max_pixels)
+    return arr, read_pixel_size(path)
 
 
 def to_grey(arr: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
@@ -34,6 +34,7 @@ from .sizing import (SizeEstimate, check_diameter, estimate_diameter, resize_ima
                      resize_probabilities, scaled_postprocess, zoom_for)
 from .tta import average_dihedral
 from .tiling import pad_to_multiple, run_tiled, tile_grid
+from .units import PixelSize, as_pixel_size, is_length, parse_length_um
 
 __all__ = ["Segmenter", "Result"]
 
@@ -56,6 +57,7 @@ class Result:
         tiles: number of network tiles (1 when the frame went through whole).
         zoom: the zoom the frame went through the network at (size control; 1.0 = as it is).
         diameter: the nucleus diameter (px) size control used: given, calibrated or estimated.
+        pixel_size: the pixel size (µm) the frame was segmented with, when known.
     """
 
     labels: np.ndarray
@@ -66,6 +68,7 @@ class Result:
     tiles: int = 1
     zoom: float = 1.0
     diameter: float | None = None
+    pixel_size: PixelSize | None = None
 
     @property
     def count(self) -> int:
@@ -111,6 +114,11 @@ class Segmenter:
             match the model's training diameter, labels come back at the frame's size), or None
             (frames as they are: the fastest, for nuclei of the training size). "auto" is the
             default because it wins on the held-out groups and on rescaled copies of them.
+            A diameter in µm (``"7um"``, ``"7 µm"``) needs the pixel size: ``pixel_size`` here or
+            per frame (``segment(frame, pixel_size=...)``); it becomes px for each frame.
+        pixel_size: µm per pixel of the frames (a number, a ``(y, x)`` pair or a
+            :class:`~edgeseg.units.PixelSize`), used for diameters in µm and kept in
+            ``Result.pixel_size``; ``segment(frame, pixel_size=...)`` overrides it per frame.
         tta: test-time augmentation: average the probabilities of the 8 flips / 90-degree
             rotations (8x the network time; for offline analysis, not live use).
         **thresholds: overrides of the model's post-processing thresholds
@@ -129,9 +137,16 @@ class Segmenter:
         backend_options: dict[str, Any] | None = None,
         diameter: float | str | None = "auto",
         tta: bool = False,
+        pixel_size: Any = None,
         **thresholds: Any,
     ) -> None:
-        diameter = check_diameter(diameter)
+        self.pixel_size: PixelSize | None = as_pixel_size(pixel_size)
+        self.diameter_um: float | None = None
+        if is_length(diameter):  # "7um": px follow from the pixel size of each frame
+            self.diameter_um = parse_length_um(diameter, "diameter")
+            diameter = f"{self.diameter_um:g}um"
+        else:
+            diameter = check_diameter(diameter)
         if not isinstance(tta, bool):
             raise InputError(f"tta must be True or False, got {tta!r}")
         self._backend: Backend = open_backend(model, backend, device, **(backend_options or {}))
@@ -222,10 +237,28 @@ class Segmenter:
         return Result(labels=labels, instances=table, probabilities=probs if keep_probs else None,
                       timings=t, norm=ninfo, tiles=tiles)
 
-    def segment(self, image: np.ndarray, *, probabilities: bool = False) -> Result:
-        """Segment one frame (H x W or H x W x C; uint8, uint16, float32, or bool as 0/1)."""
-        if self.diameter is not None:
-            return self._segment_sized(check_image(image), probabilities)
+    def _size(self, pixel_size: PixelSize | None) -> float | str | None:
+        """The diameter for a frame: in px ("auto", None) -- µm converted with its pixel size."""
+        if self.diameter_um is None:
+            return self.diameter
+        if pixel_size is None:
+            raise InputError(f"diameter={self.diameter!r} is in µm, but the pixel size of the frame "
+                             "is unknown; pass pixel_size=<µm per pixel> (Segmenter or segment(); "
+                             "edgeseg predict --pixel-size) or give the diameter in px.")
+        return self.diameter_um / pixel_size.length
+
+    def segment(self, image: np.ndarray, *, probabilities: bool = False,
+                pixel_size: Any = None) -> Result:
+        """Segment one frame (H x W or H x W x C; uint8, uint16, float32, or bool as 0/1).
+        ``pixel_size``: µm per pixel of this frame (default: the Segmenter's ``pixel_size``)."""
+        px = as_pixel_size(pixel_size) or self.pixel_size
+        result = self._segment(image, probabilities, px)
+        return result if px is None else replace(result, pixel_size=px)
+
+    def _segment(self, image: np.ndarray, probabilities: bool, px: PixelSize | None) -> Result:
+        size = self._size(px)
+        if size is not None:
+            return self._segment_sized(check_image(image), probabilities, size)
         t: dict[str, float] = {}
         t0 = time.perf_counter()
         grey, norm, ninfo = self._preprocess(image)
@@ -269,14 +302,13 @@ class Segmenter:
         if not found:
             raise InputError("calibrate_size: no frame showed enough nuclei to estimate their "
                              "size; pass frames with nuclei, or set diameter=<px> yourself.")
-        self.diameter = float(np.median(found))
+        self.diameter, self.diameter_um = float(np.median(found)), None
         log.info("calibrated nucleus diameter: %.1f px from %d frames", self.diameter, len(found))
         return self.diameter
 
-    def _segment_sized(self, image: np.ndarray, keep_probs: bool) -> Result:
+    def _segment_sized(self, image: np.ndarray, keep_probs: bool, size: float | str) -> Result:
         t0 = time.perf_counter()
         cache: dict = {}
-        size = self.diameter
         if size == "auto":
             est, cache = self._estimate(image, cache)
             self.last_size = est
@@ -358,14 +390,21 @@ class Segmenter:
         self.close()
 
 
-def segment_files(seg: Segmenter, paths: Sequence[PathLike], max_pixels: int | None = None
-                  ) -> Iterable[tuple[Path, np.ndarray, Result]]:
+def segment_files(seg: Segmenter, paths: Sequence[PathLike], max_pixels: int | None = None,
+                  pixel_size: Any = None) -> Iterable[tuple[Path, np.ndarray, Result]]:
     """Read and segment image files one by one (used by the CLI). ``max_pixels``: see
-    :func:`edgeseg.imageio.read_image_raw` (None: its default, 0: no limit)."""
-    from .imageio import DEFAULT_MAX_PIXELS, read_image_raw
+    :func:`edgeseg.imageio.read_image_raw` (None: its default, 0: no limit). The pixel size a
+    file records (OME-TIFF, ImageJ TIFF) is used; ``pixel_size`` (µm) for files that record none
+    (a file that records another one is logged as a warning and keeps its own)."""
+    from .imageio import DEFAULT_MAX_PIXELS, read_image_meta
 
+    fallback = as_pixel_size(pixel_size)
     for p in paths:
-        raw = read_image_raw(p, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        raw, own = read_image_meta(p, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        if own is not None and fallback is not None and not np.allclose(
+                (own.x, own.y), (fallback.x, fallback.y), rtol=0.01):
+            log.warning("%s records a pixel size of %s, used instead of the given %s (which is for "
+                        "images that record none)", p, own, fallback)
         if raw.dtype not in _DTYPES:
             raw = raw.astype(np.float32)
-        yield Path(p), raw, seg.segment(raw)
+        yield Path(p), raw, seg.segment(raw, pixel_size=own or fallback)

@@ -28,6 +28,8 @@ ready, queue waits included.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import queue
 import threading
@@ -74,7 +76,9 @@ def prepare(seg: Any, frame: np.ndarray, index: int = 0, t_read: float | None = 
     from .sizing import resize_image, zoom_for
 
     t0 = time.perf_counter()
-    job = Job(index, frame, t0 if t_read is None else t_read, diameter=seg.diameter)
+    size_of = getattr(seg, "_size", None)  # µm diameters become px with the Segmenter's pixel size
+    diameter = size_of(seg.pixel_size) if size_of is not None else seg.diameter
+    job = Job(index, frame, t0 if t_read is None else t_read, diameter=diameter)
     image = check_image(frame)
     if job.diameter is None:
         grey, job.norm, job.ninfo = seg._preprocess(image)
@@ -165,7 +169,8 @@ def finish(seg: Any, job: Job, probabilities: bool = False) -> Any:
         result = Result(labels=labels, instances=table, probabilities=probs if probabilities else None,
                         timings=t, norm=job.ninfo, tiles=job.tiles, zoom=job.zoom, diameter=job.size)
     job.probs = job.grey = None
-    return result
+    px = getattr(seg, "pixel_size", None)
+    return result if px is None else dataclasses.replace(result, pixel_size=px)
 
 
 def percentile(values: Iterable[float], q: float) -> float:

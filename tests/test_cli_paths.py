@@ -100,6 +100,7 @@ COMMANDS = {
     "live --csv": (["live", "--source", f"{MISSING}.avi", "--no-display", "--model", f"{MISSING}.pt",
                     "--csv", "{out}"], False),
     "convert": (["convert", f"{MISSING}.pt", "-o", "{out}"], False),
+    "export-bioimageio": (["export-bioimageio", f"{MISSING}.pt", "-o", "{out}"], False),
     "train": (["train", "--data", MISSING, "--out", "{out}", "--steps", "1"], True),
     "demo": (["demo", "-o", "{out}", "--data", MISSING, "--model", f"{MISSING}.pt"], True),
 }
@@ -127,6 +128,7 @@ def test_bad_output_paths_fail_before_the_work_in_one_line(tmp_path, capsys, com
     argv, folder = COMMANDS[command]
     (tmp_path / "afile.txt").write_text("x")
     out = _bad_path(tmp_path, kind, folder, ".onnx" if command == "convert" else
+                    ".zip" if command == "export-bioimageio" else
                     ".png" if command.endswith("--png") else ".csv" if command.startswith("live") else ".json")
     before = sorted(p.name for p in tmp_path.iterdir())
     rc = main([a.replace("{out}", out) for a in argv])

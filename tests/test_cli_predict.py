@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import csv
 
 import cv2
@@ -40,3 +41,83 @@ def test_predict_errors(tmp_path, capsys):
     assert "image not found" in capsys.readouterr().err
     assert main(["convert", "default", "-o", str(tmp_path / "m.trt")]) == 1
     assert "expected an output ending" in capsys.readouterr().err
+
+
+# -- OME-TIFF labels with the pixel size, µm columns, --pixel-size, --diameter in µm (issue 12) -----
+def _physical_x(path):
+    import xml.etree.ElementTree as ET
+
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome and tif.pages[0].is_tiled
+        pixels = next(e for e in ET.fromstring(tif.ome_metadata).iter() if e.tag.endswith("}Pixels"))
+    x = pixels.get("PhysicalSizeX")
+    return None if x is None else (float(x), pixels.get("PhysicalSizeXUnit"))
+
+
+@pytest.fixture(scope="module")
+def real_inputs(tmp_path_factory):
+    """A 256 x 256 crop of a real DSB2018 fluorescence image as an OME-TIFF (0.5 µm/px) and a PNG."""
+    tifffile = pytest.importorskip("tifffile")
+    from edgeseg._resources import demo_dir
+    from edgeseg.imageio import read_image_raw, to_grey
+
+    img = to_grey(read_image_raw(next((demo_dir() / "images").glob("13c8*.png")))).astype(np.uint8)
+    d = tmp_path_factory.mktemp("inputs")
+    tifffile.imwrite(d / "a.ome.tif", img, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.5,
+                                                               "PhysicalSizeY": 0.5})
+    cv2.imwrite(str(d / "b.png"), img)
+    return d
+
+
+def test_predict_writes_ome_tiff_with_the_pixel_size_and_µm_columns(tmp_path, real_inputs, caplog):
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    argv = ["predict", str(real_inputs), "-o", str(out), "--diameter", "none", "--pixel-size", "0.25"]
+    assert main(argv) == 0
+    assert "a.ome.tif records a pixel size of 0.5 µm, used instead of the given 0.25 µm" in caplog.text
+    for name, um in (("a.ome.tif", 0.5), ("b.png", 0.25)):  # the file's own, else --pixel-size
+        assert _physical_x(out / f"{name}.labels.tif") == (um, "µm")
+        rows = list(csv.DictReader(open(out / f"{name}.instances.csv", encoding="utf-8")))
+        assert len(rows) > 10
+        for r in rows:
+            area = int(r["area"])
+            assert float(r["area_um2"]) == pytest.approx(area * um * um, rel=1e-3)
+            assert float(r["diameter_um"]) == pytest.approx(2 * np.sqrt(area / np.pi) * um, rel=1e-3)
+    a = cv2.imread(str(out / "a.ome.tif.labels.tif"), cv2.IMREAD_UNCHANGED)
+    b = cv2.imread(str(out / "b.png.labels.tif"), cv2.IMREAD_UNCHANGED)
+    assert a.shape == (256, 256) and np.array_equal(a, b)  # same pixels, same labels
+
+    plain = tmp_path / "plain"  # no pixel size anywhere: no physical size, no µm columns
+    assert main(["-q", "predict", str(real_inputs / "b.png"), "-o", str(plain), "--diameter", "none"]) == 0
+    assert _physical_x(plain / "b.png.labels.tif") is None
+    header = open(plain / "b.png.instances.csv", encoding="utf-8").readline()
+    assert "area" in header and "area_um2" not in header and "diameter_um" not in header
+
+
+def test_predict_diameter_in_µm(tmp_path, real_inputs, capsys):
+    pytest.importorskip("torch")
+    ome = str(real_inputs / "a.ome.tif")
+    assert main(["-q", "predict", ome, "-o", str(tmp_path / "um"), "--diameter", "15um"]) == 0
+    assert main(["-q", "predict", ome, "-o", str(tmp_path / "px"), "--diameter", "30"]) == 0
+    um, px = (cv2.imread(str(tmp_path / d / "a.ome.tif.labels.tif"), cv2.IMREAD_UNCHANGED) for d in ("um", "px"))
+    assert um.max() > 10 and np.array_equal(um, px)  # 15 µm at 0.5 µm/px is 30 px
+    capsys.readouterr()
+    rc = main(["-q", "predict", str(real_inputs / "b.png"), "-o", str(tmp_path / "x"), "--diameter", "15um"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "b.png failed" in err and "pixel size of the frame is unknown" in err and "--pixel-size" in err
+
+
+def test_diameter_in_µm_refused_where_no_pixel_size_can_come(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", str(tmp_path), "-o", str(tmp_path / "o"), "--pixel-size", "big"])
+    assert "--pixel-size" in capsys.readouterr().err
+    from edgeseg.commands._common import make_segmenter
+    from edgeseg.errors import InputError
+
+    args = argparse.Namespace(model="default", backend=None, device="cpu", tile=None, diameter="7um", tta=False,
+                              seed_threshold=None, fg_threshold=None, min_size=None)  # live/bench/eval
+    with pytest.raises(InputError, match="takes the diameter in px"):
+        make_segmenter(args)

@@ -258,3 +258,30 @@ def test_big_tiff_beyond_opencv_is_read_with_tifffile(tmp_path, monkeypatch):
     monkeypatch.setattr(imageio.cv2, "imdecodemulti", lambda *a: (_ for _ in ()).throw(
         AssertionError("OpenCV asked to decode an image over its limit")))
     np.testing.assert_array_equal(read_image_raw(p), arr)
+
+
+# ---------------------------------------------------------------- physical pixel size (issue 12)
+
+
+def test_read_image_meta_gives_the_ome_tiff_pixel_size(tmp_path):
+    img = (np.arange(48 * 64).reshape(48, 64) % 251).astype(np.uint16)
+    path = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(path, img, ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.325,
+                                                    "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.4,
+                                                    "PhysicalSizeYUnit": "µm"})
+    arr, px = imageio.read_image_meta(path)
+    assert np.array_equal(arr, img) and (px.x, px.y) == (0.325, 0.4)
+    assert imageio.read_pixel_size(path) == px
+    assert np.array_equal(read_image(path), img.astype(np.float32))  # existing callers unchanged
+
+
+def test_read_pixel_size_imagej_tiff_and_files_without_one(tmp_path):
+    img = np.zeros((16, 16), np.uint8)
+    tifffile.imwrite(tmp_path / "fiji.tif", img, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "micron"})
+    assert imageio.read_pixel_size(tmp_path / "fiji.tif").x == pytest.approx(0.5)
+    tifffile.imwrite(tmp_path / "plain.tif", img)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    for name in ("plain.tif", "a.png", "missing.tif"):
+        assert imageio.read_pixel_size(tmp_path / name) is None
+    arr, px = imageio.read_image_meta(tmp_path / "a.png")
+    assert px is None and arr.shape == (16, 16)

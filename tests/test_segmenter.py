@@ -198,3 +198,21 @@ def test_bool_frames_are_segmented_as_zero_and_one(seg_onnx):
     assert r.labels.dtype == np.int32 and r.labels.shape == mask.shape
     np.testing.assert_array_equal(r.labels, twin.labels)
     np.testing.assert_array_equal(r.instances.intensity, twin.instances.intensity)
+
+
+# -- diameter in µm with the pixel size (issue 12) ---------------------------------------------
+def test_diameter_in_µm_is_the_same_as_in_px(tiny_onnx):
+    rng = np.random.default_rng(3)
+    img = (rng.random((96, 80)) * 255).astype(np.uint8)
+    px = Segmenter(tiny_onnx, device="cpu", diameter=36).segment(img)
+    um = Segmenter(tiny_onnx, device="cpu", diameter="9um", pixel_size=0.25)
+    got = um.segment(img)
+    assert got.zoom == px.zoom != 1.0 and got.diameter == pytest.approx(36.0)
+    assert np.array_equal(got.labels, px.labels) and got.pixel_size.x == 0.25
+    other = um.segment(img, pixel_size=0.5)  # per frame: 9 µm at 0.5 µm/px is 18 px
+    assert other.diameter == pytest.approx(18.0) and other.pixel_size.x == 0.5
+    assert Segmenter(tiny_onnx, device="cpu", diameter=None).segment(img).pixel_size is None
+    with pytest.raises(InputError, match="in µm, but the pixel size of the frame is unknown"):
+        Segmenter(tiny_onnx, device="cpu", diameter="9 µm").segment(img)
+    with pytest.raises(InputError, match="not a length|diameter must be"):
+        Segmenter(tiny_onnx, device="cpu", diameter="9 parsecs")

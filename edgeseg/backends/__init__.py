@@ -6,7 +6,8 @@ own module and imports its framework (torch, onnxruntime, tensorrt) only when op
 ``import edgeseg`` stays light and a device needs only the framework it uses.
 
 The backend follows from the model file unless named: ``.pt`` (and bundled names such as
-``"default"``) -> ``torch``; ``.onnx`` -> ``onnxruntime``; ``.engine`` -> ``tensorrt``.
+``"default"``) -> ``torch``; ``.onnx`` and bioimage.io packages (``.zip``, their ONNX weights) ->
+``onnxruntime``; ``.engine`` -> ``tensorrt``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ PathLike = Union[str, Path]
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DEVICES = ("auto", "cpu", "cuda")
 _MODULES = {"torch": "torch_backend", "onnxruntime": "onnxruntime_backend", "tensorrt": "tensorrt_backend"}
-_SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".engine": "tensorrt"}
+_SUFFIXES = {".pt": "torch", ".pth": "torch", ".onnx": "onnxruntime", ".zip": "onnxruntime",
+             ".engine": "tensorrt"}
 
 
 class Backend(Protocol):
@@ -52,8 +54,8 @@ def backend_for(model: PathLike) -> str:
     if suffix == "" and not Path(str(model)).exists():
         return "torch"  # a bundled model name, resolved by the torch backend
     raise InputError(
-        f"cannot tell the backend of {model!s}: expected a .pt checkpoint, an .onnx model, an "
-        f".engine file or a bundled model name such as 'default'; pass backend= explicitly"
+        f"cannot tell the backend of {model!s}: expected a .pt checkpoint, an .onnx model, a "
+        f"bioimage.io package .zip, an .engine file or a bundled model name such as 'default'; pass backend= explicitly"
     )
 
 

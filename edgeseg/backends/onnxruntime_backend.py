@@ -90,7 +90,12 @@ class OnnxRuntimeBackend:
                  threads: int | None = None, spinning: bool = False) -> None:
         ort = _ort()
         path = Path(model)
-        if not path.is_file():
+        source: str | bytes = str(path)
+        if path.suffix.lower() == ".zip":  # a bioimage.io package: its ONNX weights
+            from ..bmz import onnx_from_package
+
+            source = onnx_from_package(path)[1]
+        elif not path.is_file():
             raise ModelError(f"ONNX model not found: {path}; expected an .onnx file written by "
                              "`edgeseg convert MODEL -o model.onnx`")
         chosen = _providers(ort, device, providers)
@@ -106,7 +111,7 @@ class OnnxRuntimeBackend:
             # 386-417 ms of CPU time per frame, wall time no worse, serial or streamed.
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._sess = ort.InferenceSession(str(path), so, providers=chosen)
+            self._sess = ort.InferenceSession(source, so, providers=chosen)
         except Exception as exc:  # ORT raises its own exception types for bad files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path} could not be loaded by ONNX Runtime ({first}); the file is "

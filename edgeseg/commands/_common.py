@@ -9,7 +9,8 @@ from typing import Any, Iterable, Sequence
 
 def add_model_options(p: argparse.ArgumentParser, default: str | None = "default") -> None:
     p.add_argument("--model", default=default,
-                   help="'default' (bundled), a .pt checkpoint, an .onnx model or an .engine (default: %(default)s)")
+                   help="'default' (bundled), a .pt checkpoint, an .onnx model, a bioimage.io package .zip (its "
+                        "ONNX weights) or an .engine (default: %(default)s)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
                    help="default: follows from the model file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -17,7 +18,8 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
     p.add_argument("--tile", type=int, default=None,
                    help="tile frames larger than this (px; default 1024, or the engine profile's maximum)")
     p.add_argument("--diameter", default="auto", metavar="PX|auto|none",
-                   help="nucleus diameter in px (frames are rescaled to the model's training "
+                   help="nucleus diameter in px, or in µm where the pixel size is known (predict: "
+                        "e.g. 7um; frames are rescaled to the model's training "
                         "size), 'auto' (estimated per image; live and bench: once per stream), "
                         "or 'none' (frames as they are, fastest; default: %(default)s)")
     p.add_argument("--tta", action="store_true",
@@ -28,14 +30,20 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
 
 
 def make_segmenter(args: argparse.Namespace) -> Any:
+    from ..errors import InputError
     from ..segmenter import Segmenter
+    from ..units import is_length
 
     overrides = {k: v for k, v in (("seed_threshold", args.seed_threshold), ("fg_threshold", args.fg_threshold),
                                    ("min_size", args.min_size)) if v is not None}
     diameter = getattr(args, "diameter", None)
     diameter = None if diameter in (None, "none") else diameter
+    if not hasattr(args, "pixel_size") and is_length(diameter):
+        raise InputError(f"--diameter {diameter}: this command takes the diameter in px (µm need the "
+                         "pixel size, which `edgeseg predict --pixel-size` has); give it in px")
     return Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile,
-                     diameter=diameter, tta=bool(getattr(args, "tta", False)), **overrides)
+                     diameter=diameter, tta=bool(getattr(args, "tta", False)),
+                     pixel_size=getattr(args, "pixel_size", None), **overrides)
 
 
 def expand_images(items: Sequence[str]) -> list[Path]:

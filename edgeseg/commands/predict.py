@@ -9,11 +9,16 @@ outputs that would land on an input, are refused before any work.
 A file that cannot be read or segmented is reported and skipped; the others are still written and
 the exit status is 1 with the list of failures (``--fail-fast``: stop at the first one). Images
 whose outputs all exist already (each is written atomically) are skipped unless ``--overwrite``.
+
+The label image is an OME-TIFF (tiled, zlib-compressed, :mod:`edgeseg.ometiff`) that carries the
+pixel size in µm: the one the input records (OME-TIFF, ImageJ TIFF), else ``--pixel-size``. With a
+pixel size the CSV gains ``area_um2`` and ``diameter_um`` (of the circle of the same area).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import sys
@@ -22,10 +27,11 @@ from pathlib import Path
 
 from ._common import add_model_options, expand_images, make_segmenter, progress
 
-DESCRIPTION = "segment images: a 16-bit label TIFF, an overlay PNG and an instance CSV per image"
+DESCRIPTION = "segment images: a 16-bit label OME-TIFF, an overlay PNG and an instance CSV per image"
 EPILOG = """outputs: OUT/<image file name>.labels.tif, .instances.csv, .overlay.png (a.png -> a.png.labels.tif).
 A bad image is reported and skipped (exit status 1 at the end); images with all outputs present
-are skipped unless --overwrite.
+are skipped unless --overwrite. The label OME-TIFF carries the pixel size (µm) the input records,
+else --pixel-size; with one, the CSV has area_um2 and diameter_um and --diameter may be in µm (7um).
 """
 OUTPUT_KINDS = ("labels.tif", "instances.csv", "overlay.png")
 
@@ -44,6 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
                    help="refuse images over N pixels before decoding them (default 2**28 = "
                         "268435456, about 6 GB of memory to segment; 0: no limit)")
+    p.add_argument("--pixel-size", type=_pixel_size, default=None, metavar="UM",
+                   help="µm per pixel of images whose file records none (OME-TIFF and ImageJ TIFF "
+                        "sizes are used as recorded): written to the label OME-TIFF, gives the CSV "
+                        "area_um2/diameter_um and lets --diameter be in µm")
     _add_dask_options(p)
     p.set_defaults(run=run)
 
@@ -58,6 +68,16 @@ def _add_dask_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--large-pixels", type=_max_pixels, default=None, metavar="N",
                    help="with --dask: TIFFs over N pixels are segmented chunk by chunk into OME-Zarr "
                         "(default 2**26 = 8192 x 8192)")
+
+
+def _pixel_size(text: str):
+    from ..errors import InputError
+    from ..units import as_pixel_size
+
+    try:
+        return as_pixel_size(text, "--pixel-size")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _max_pixels(text: str) -> int:
@@ -103,31 +123,26 @@ def plan_outputs(paths: list[Path], out: Path, overlay: bool = True) -> list[tup
 
 def write_outputs(outs: dict[str, Path], raw, result) -> None:
     """Write the outputs named in ``outs`` (see :func:`output_paths`), each atomically."""
+    import math
+
     import cv2
-    import numpy as np
 
     from .._atomic import atomic_write_bytes, atomic_write_text
     from ..errors import EdgesegError
+    from ..ometiff import encode_labels
     from ..viz import overlay as draw
 
-    labels = result.labels
-    if labels.max() <= np.iinfo(np.uint16).max:
-        ok, tif = cv2.imencode(".tif", labels.astype(np.uint16))
-        if not ok:
-            raise EdgesegError(f"OpenCV could not encode the label TIFF {outs['labels.tif']}")
-        atomic_write_bytes(outs["labels.tif"], tif.tobytes())
-    else:  # more ids than 16 bits hold: 32-bit TIFF through tifffile
-        try:
-            import tifffile
-        except ImportError:
-            raise EdgesegError(f"{outs['labels.tif']}: {labels.max()} instances, more than a 16-bit TIFF holds; "
-                               "install tifffile to write 32-bit label TIFFs") from None
-        buf = io.BytesIO()
-        tifffile.imwrite(buf, labels.astype(np.uint32))
-        atomic_write_bytes(outs["labels.tif"], buf.getvalue())
+    labels, px = result.labels, result.pixel_size
+    name = outs["labels.tif"].name[:-len(".labels.tif")]
+    atomic_write_bytes(outs["labels.tif"], encode_labels(labels, px, name=name))
     rows = result.instances.rows()
     text = io.StringIO()
     cols = ["id", "area", "centroid_y", "centroid_x", "y0", "x0", "y1", "x1", "intensity", "score"]
+    if px is not None:  # µm² of the pixels; µm of the diameter of the circle of that area
+        cols += ["area_um2", "diameter_um"]
+        for r in rows:
+            r["area_um2"] = r["area"] * px.area
+            r["diameter_um"] = math.sqrt(4.0 * r["area"] / math.pi) * px.length
     writer = csv.DictWriter(text, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
@@ -153,6 +168,39 @@ def _loader(path: Path, max_pixels: int | None):
     return load
 
 
+def _streamed(seg, todo, args):
+    """(raw, result or the exception) per file, in order: reading, inference and post-processing
+    overlap (Segmenter.stream); one image per queue keeps a few images in flight at most. The
+    pixel size a file records (else --pixel-size) is attached for the OME-TIFF and the CSV."""
+    from dataclasses import replace
+
+    from ..imageio import read_pixel_size
+    from ..units import as_pixel_size
+
+    fallback = as_pixel_size(args.pixel_size)
+    frames = seg.stream((_loader(p, args.max_pixels) for p, _ in todo), queue_size=1,
+                        keep_errors=True, with_frames=True)
+    with frames:
+        for (path, _), (raw, result) in zip(todo, frames):
+            px = None if isinstance(result, BaseException) else (read_pixel_size(path) or fallback)
+            yield raw, (result if px is None else replace(result, pixel_size=px))
+
+
+def _serial(seg, todo, args):
+    """As :func:`_streamed`, one file after the other (diameters in µm need each file's pixel size
+    before its network pass)."""
+    from ..errors import EdgesegError
+    from ..segmenter import segment_files
+
+    for path, _ in todo:
+        try:
+            _, raw, result = next(iter(segment_files(seg, [path], max_pixels=args.max_pixels,
+                                                     pixel_size=args.pixel_size)))
+        except (EdgesegError, OSError) as exc:
+            raw, result = None, exc
+        yield raw, result
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "dask", None):
         from ._predict_dask import run_dask
@@ -173,13 +221,12 @@ def run(args: argparse.Namespace) -> int:
     total, done, failed, t0 = 0, 0, [], time.perf_counter()
     bar = progress(todo, args.progress, total=len(todo), unit="image", desc="predict")
     say = getattr(bar, "write", None) or print  # tqdm.write keeps the progress bar intact
-    # reading, inference and post-processing overlap (Segmenter.stream); a file that fails is
-    # handed back in its place (keep_errors) and the others go on. One image per queue: a few
-    # images in flight at most (large ones cost memory), enough to keep every stage busy.
-    frames = seg.stream((_loader(p, args.max_pixels) for p, _ in todo), queue_size=1, keep_errors=True,
-                        with_frames=True)
-    with frames:
-        for (raw, result), (path, outs) in zip(frames, bar):  # the bar counts finished images
+    if seg.diameter_um is not None:  # µm: each file's own pixel size turns it into px
+        results = _serial(seg, todo, args)
+    else:
+        results = _streamed(seg, todo, args)
+    with contextlib.closing(results):
+        for (path, outs), (raw, result) in zip(bar, results):  # the bar counts finished images
             if isinstance(result, BaseException):
                 if args.fail_fast:
                     raise result
