@@ -15,7 +15,9 @@ shows in µm. Fiji opens it with Bio-Formats (OME-XML) or File > Open (resolutio
 
 from __future__ import annotations
 
+import hashlib
 import io
+import uuid
 import logging
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -110,7 +112,13 @@ def encode_labels(labels: np.ndarray, pixel_size: PixelSize | None = None, *,
     tifffile = _tifffile()
     labels = np.asarray(labels)
     dtype = np.uint16 if labels.size == 0 or labels.max() <= np.iinfo(np.uint16).max else np.uint32
-    meta: dict[str, Any] = {"axes": "YX"}
+    labels = labels.astype(dtype, copy=False)
+    # a UUID from the content, not a random one: the same labels give the same bytes (re-runs,
+    # resumed jobs and tests compare outputs)
+    digest = hashlib.sha1(np.ascontiguousarray(labels).tobytes())
+    digest.update(repr((labels.shape, name, pixel_size)).encode())
+    meta: dict[str, Any] = {"axes": "YX", "UUID": str(uuid.UUID(bytes=digest.digest()[:16],
+                                                                version=5))}
     if name:
         meta["Name"] = name
     extra: dict[str, Any] = {}
@@ -119,6 +127,6 @@ def encode_labels(labels: np.ndarray, pixel_size: PixelSize | None = None, *,
                     PhysicalSizeY=pixel_size.y, PhysicalSizeYUnit=UM)
         extra = {"resolution": (1e4 / pixel_size.x, 1e4 / pixel_size.y), "resolutionunit": "CENTIMETER"}
     buf = io.BytesIO()
-    tifffile.imwrite(buf, labels.astype(dtype, copy=False), ome=True, photometric="minisblack",
+    tifffile.imwrite(buf, labels, ome=True, photometric="minisblack",
                      tile=(TILE, TILE), compression="zlib", metadata=meta, **extra)
     return buf.getvalue()

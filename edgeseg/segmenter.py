@@ -401,10 +401,17 @@ def segment_files(seg: Segmenter, paths: Sequence[PathLike], max_pixels: int | N
     fallback = as_pixel_size(pixel_size)
     for p in paths:
         raw, own = read_image_meta(p, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
-        if own is not None and fallback is not None and not np.allclose(
-                (own.x, own.y), (fallback.x, fallback.y), rtol=0.01):
-            log.warning("%s records a pixel size of %s, used instead of the given %s (which is for "
-                        "images that record none)", p, own, fallback)
         if raw.dtype not in _DTYPES:
             raw = raw.astype(np.float32)
-        yield Path(p), raw, seg.segment(raw, pixel_size=own or fallback)
+        yield Path(p), raw, seg.segment(raw, pixel_size=choose_pixel_size(p, own, fallback))
+
+
+def choose_pixel_size(path: PathLike, own: PixelSize | None,
+                      fallback: PixelSize | None) -> PixelSize | None:
+    """The pixel size of a file: the one it records, else ``fallback`` (the user's, for files
+    that record none); a file that records another one than ``fallback`` is logged and wins."""
+    if own is not None and fallback is not None and not np.allclose(
+            (own.x, own.y), (fallback.x, fallback.y), rtol=0.01):
+        log.warning("%s records a pixel size of %s, used instead of the given %s (which is for "
+                    "images that record none)", path, own, fallback)
+    return own or fallback

@@ -175,6 +175,7 @@ def _streamed(seg, todo, args):
     from dataclasses import replace
 
     from ..imageio import read_pixel_size
+    from ..segmenter import choose_pixel_size
     from ..units import as_pixel_size
 
     fallback = as_pixel_size(args.pixel_size)
@@ -182,7 +183,8 @@ def _streamed(seg, todo, args):
                         keep_errors=True, with_frames=True)
     with frames:
         for (path, _), (raw, result) in zip(todo, frames):
-            px = None if isinstance(result, BaseException) else (read_pixel_size(path) or fallback)
+            px = None if isinstance(result, BaseException) else \
+                choose_pixel_size(path, read_pixel_size(path), fallback)
             yield raw, (result if px is None else replace(result, pixel_size=px))
 
 
