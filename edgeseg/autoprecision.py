@@ -86,9 +86,7 @@ def decide(measurements: Sequence[Measurement], max_drop: float, backend: str, d
     ok = [m for m in measurements if m.ms is not None and m.score is not None
           and ref.score - m.score <= max_drop + 1e-12]
     best = min(ok, key=lambda m: (m.ms, m.precision != "fp32"))
-    lost = [m for m in measurements if m not in ok and m.ms is not None]
     if best.precision == "fp32":
-        why = "fastest within the allowed drop" if len(ok) > 1 or not lost else "no other precision kept accuracy"
         faster = [m for m in measurements if m.ms is not None and m.ms < ref.ms and m is not ref]
         if faster:
             why = (f"{', '.join(m.precision for m in faster)} faster but lost more than {max_drop} DSB "

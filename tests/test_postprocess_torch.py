@@ -53,8 +53,12 @@ def val_probs(stage1_train):
 
     seg = Segmenter("default", device="cpu", diameter=None)
     out = []
-    for i in VAL_IDS[:20]:
+    for i in VAL_IDS:  # the first 20 val images up to 640 x 512 px (CI time: the torch path on CPU)
         image = read_image_raw(stage1_train / "images" / f"{i}.png")
+        if image.shape[0] * image.shape[1] > 640 * 512:
+            continue
+        if len(out) == 20:
+            break
         probs = seg.segment(image, probabilities=True).probabilities
         out.append((i, probs, read_labels(stage1_train / "labels" / f"{i}.png"), seg.postprocess))
     return out
