@@ -54,3 +54,13 @@ def test_segmenter_auto_on_torch_cpu_is_fp32_and_says_why(tiny_pt):
         Segmenter(tiny_pt, device="cpu", precision="fp16")
     with pytest.raises(InputError, match="chooses the precision itself"):
         Segmenter(tiny_pt, device="cpu", precision="auto", backend_options={"precision": "fp32"})
+
+
+def test_cli_predict_prints_the_decision(tiny_pt, tmp_path, capsys):
+    from edgeseg._resources import demo_dir
+    from edgeseg.cli import main
+
+    image = sorted((demo_dir() / "images").iterdir())[0]
+    assert main(["-q", "predict", str(image), "--model", str(tiny_pt), "-o", str(tmp_path / "out"),
+                 "--device", "cpu", "--diameter", "none", "--precision", "auto"]) == 0
+    assert "precision auto on torch/cpu: chose fp32 (the only precision available here)" in capsys.readouterr().err

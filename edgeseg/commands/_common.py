@@ -25,6 +25,11 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
     p.add_argument("--seed-threshold", type=float, default=None, help="override the model's seed threshold")
     p.add_argument("--fg-threshold", type=float, default=None, help="override the model's foreground threshold")
     p.add_argument("--min-size", type=int, default=None, help="override the model's minimum instance size (px)")
+    p.add_argument("--precision", choices=("auto",), default=None,
+                   help="'auto': time and score the precisions this backend/device runs, use the fastest "
+                        "within --max-drop DSB of fp32 (the decision is printed); default: the model's own")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="with --precision auto: DSB a precision may lose against fp32 (default: %(default)s)")
 
 
 def make_segmenter(args: argparse.Namespace) -> Any:
@@ -34,8 +39,15 @@ def make_segmenter(args: argparse.Namespace) -> Any:
                                    ("min_size", args.min_size)) if v is not None}
     diameter = getattr(args, "diameter", None)
     diameter = None if diameter in (None, "none") else diameter
-    return Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile,
-                     diameter=diameter, tta=bool(getattr(args, "tta", False)), **overrides)
+    seg = Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile,
+                    diameter=diameter, tta=bool(getattr(args, "tta", False)),
+                    precision=getattr(args, "precision", None),
+                    max_drop=getattr(args, "max_drop", 0.01), **overrides)
+    if seg.precision_decision is not None:  # precision auto: never a silent choice
+        import sys
+
+        print(f"edgeseg: {seg.precision_decision.summary()}", file=sys.stderr)
+    return seg
 
 
 def expand_images(items: Sequence[str]) -> list[Path]:
