@@ -121,6 +121,12 @@ class Segmenter:
             ``Result.pixel_size``; ``segment(frame, pixel_size=...)`` overrides it per frame.
         tta: test-time augmentation: average the probabilities of the 8 flips / 90-degree
             rotations (8x the network time; for offline analysis, not live use).
+        precision: "auto": time and score the precisions this backend and device can run
+            (:mod:`edgeseg.autoprecision`) and use the fastest whose DSB score on labelled
+            images stays within ``max_drop`` of fp32's; the decision is ``precision_decision``.
+            None (default): the model's own precision.
+        max_drop, calib_data: for ``precision="auto"``: the allowed DSB drop (default 0.01), and
+            calibration images for the int8 candidate of an fp32 ONNX model.
         **thresholds: overrides of the model's post-processing thresholds
             (``seed_threshold``, ``fg_threshold``, ``min_size``, ``fill_holes``, ``max_grow``).
     """
@@ -138,6 +144,9 @@ class Segmenter:
         diameter: float | str | None = "auto",
         tta: bool = False,
         pixel_size: Any = None,
+        precision: str | None = None,
+        max_drop: float = 0.01,
+        calib_data: Any = None,
         **thresholds: Any,
     ) -> None:
         self.pixel_size: PixelSize | None = as_pixel_size(pixel_size)
@@ -149,7 +158,18 @@ class Segmenter:
             diameter = check_diameter(diameter)
         if not isinstance(tta, bool):
             raise InputError(f"tta must be True or False, got {tta!r}")
-        self._backend: Backend = open_backend(model, backend, device, **(backend_options or {}))
+        self.precision_decision = None  # what precision="auto" chose and why (edgeseg.autoprecision)
+        if precision == "auto":
+            from .autoprecision import open_auto
+
+            self._backend, self.precision_decision = open_auto(model, backend, device, backend_options,
+                                                               max_drop, calib_data)
+        elif precision is None:
+            self._backend = open_backend(model, backend, device, **(backend_options or {}))
+        else:
+            raise InputError(f"precision must be 'auto' or None (the model's own), got {precision!r}; "
+                             "a fixed precision comes from the model file (edgeseg convert --precision) "
+                             "or, for the torch backend, backend_options={'precision': 'fp16'}")
         info = self._backend.info
         # A TensorRT engine only takes shapes inside its optimisation profile (min, opt, max).
         profile = getattr(self._backend, "profile", None)
@@ -259,6 +279,11 @@ class Segmenter:
         size = self._size(px)
         if size is not None:
             return self._segment_sized(check_image(image), probabilities, size)
+        if (getattr(self._backend, "device_postprocess", False) and not probabilities and not self.tta
+                and max(check_image(image).shape[:2]) <= self.tile):
+            from .devicepath import segment_on_device  # torch backend: pre/post on its device
+
+            return segment_on_device(self, image)
         t: dict[str, float] = {}
         t0 = time.perf_counter()
         grey, norm, ninfo = self._preprocess(image)

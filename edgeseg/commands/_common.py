@@ -27,6 +27,11 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
     p.add_argument("--seed-threshold", type=float, default=None, help="override the model's seed threshold")
     p.add_argument("--fg-threshold", type=float, default=None, help="override the model's foreground threshold")
     p.add_argument("--min-size", type=int, default=None, help="override the model's minimum instance size (px)")
+    p.add_argument("--precision", choices=("auto",), default=None,
+                   help="'auto': time and score the precisions this backend/device runs, use the fastest "
+                        "within --max-drop DSB of fp32 (the decision is printed); default: the model's own")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="with --precision auto: DSB a precision may lose against fp32 (default: %(default)s)")
 
 
 def make_segmenter(args: argparse.Namespace) -> Any:
@@ -41,9 +46,16 @@ def make_segmenter(args: argparse.Namespace) -> Any:
     if not hasattr(args, "pixel_size") and is_length(diameter):
         raise InputError(f"--diameter {diameter}: this command takes the diameter in px (µm need the "
                          "pixel size, which `edgeseg predict --pixel-size` has); give it in px")
-    return Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile,
-                     diameter=diameter, tta=bool(getattr(args, "tta", False)),
-                     pixel_size=getattr(args, "pixel_size", None), **overrides)
+    seg = Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile,
+                    diameter=diameter, tta=bool(getattr(args, "tta", False)),
+                    pixel_size=getattr(args, "pixel_size", None),
+                    precision=getattr(args, "precision", None),
+                    max_drop=getattr(args, "max_drop", 0.01), **overrides)
+    if seg.precision_decision is not None:  # precision auto: never a silent choice
+        import sys
+
+        print(f"edgeseg: {seg.precision_decision.summary()}", file=sys.stderr)
+    return seg
 
 
 def expand_images(items: Sequence[str]) -> list[Path]:

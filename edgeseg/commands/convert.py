@@ -26,8 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="'default', a .pt checkpoint, or an .onnx model (fp32, fp16 or int8)")
     p.add_argument("-o", "--output", required=True, help="output; the suffix sets the target: .onnx or .engine")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
-                   help="default: the ONNX model's own precision (from its metadata), fp32 for a checkpoint")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "auto"), default=None,
+                   help="default: the ONNX model's own precision (from its metadata), fp32 for a checkpoint; "
+                        "'auto': build fp32 / fp16 / int8 (int8 with --calib-data), time and score each "
+                        "here, keep the fastest within --max-drop DSB of fp32 (recorded in the metadata)")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="with --precision auto: the DSB score a precision may lose against fp32 "
+                        "(default: %(default)s)")
     p.add_argument("--int8-target", choices=("onnxruntime", "tensorrt"), default=None,
                    help="INT8 flavour: 'onnxruntime' (CPUs: 7-bit weights, integer convolutions) or "
                         "'tensorrt' (INT8 at convolution inputs, FP16 elsewhere); default: 'tensorrt' for "
@@ -68,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     bar = progress(range(0), args.progress, desc="convert", bar_format="{desc}: {postfix}")
     stage = (lambda text: bar.set_postfix_str(text)) if hasattr(bar, "set_postfix_str") else None
+    if args.precision == "auto":
+        return _run_auto(args, profile, stage, bar)
     try:
         rep = convert(args.model, args.output, precision=args.precision, calib_data=args.calib_data,
                       calib_method=args.calib_method, calib_images=args.calib_images,
@@ -81,4 +88,22 @@ def run(args: argparse.Namespace) -> int:
               else f"DSB {rep.parity_dsb:.4f} vs {rep.parity_reference}'s instances")
     print(f"edgeseg convert: {args.model} -> {rep.output} ({rep.precision}, {rep.size_bytes / 1e6:.1f} MB, "
           f"{rep.seconds:.1f} s; parity: {parity})")
+    return 0
+
+
+def _run_auto(args: argparse.Namespace, profile: object, stage: object, bar: object) -> int:
+    from edgeseg.converters.autoprecision import convert_auto
+
+    try:
+        rep, decision = convert_auto(args.model, args.output, max_drop=args.max_drop,
+                                     calib_data=args.calib_data, on_stage=stage,
+                                     calib_method=args.calib_method, calib_images=args.calib_images,
+                                     calib_cache=args.calib_cache, int8_target=None, profile=profile,
+                                     workspace_gib=args.workspace, timing_cache=args.timing_cache)
+    finally:
+        if hasattr(bar, "close"):
+            bar.close()
+    print(f"edgeseg convert: {decision.summary()}")
+    print(f"edgeseg convert: {args.model} -> {rep.output} ({rep.precision}, {rep.size_bytes / 1e6:.1f} MB; "
+          "decision recorded in its metadata)")
     return 0
