@@ -14,7 +14,8 @@ its instances. Nuclei far larger than the training size are over-split at zoom 1
 there, so the estimate is not taken from zoom 1 alone: it comes from the zoom whose nuclei, *in
 network pixels*, are closest to the training diameter (the zoom at which the network is most
 reliable). Zoom 1 is trusted outright when its nuclei are within :data:`TRUST_BAND` of the
-training diameter: the smaller zooms are then not computed (in-range frames pay one pass), and
+training diameter (1/1.3x to 1.15x: a model trained with scale augmentation under-reads large
+nuclei a little, so the band is narrower above): the smaller zooms are then not computed (in-range frames pay one pass), and
 clumps of normal nuclei that merge at zoom 1/4 into training-sized blobs cannot outvote it (on
 bright-field images that took the estimate from 18 px to 77 px and the score from 0.33 to 0.01).
 Estimates within :data:`KEEP_RANGE` of the training size leave the frame unscaled, so
@@ -40,10 +41,11 @@ __all__ = ["DEFAULT_DIAMETER", "KEEP_RANGE", "TRUST_BAND", "SizeEstimate", "chec
 log = logging.getLogger(__name__)
 
 DEFAULT_DIAMETER = 17.8  # median nucleus diameter (px) of DSB2018 stage1_train: models without a card entry
-KEEP_RANGE = (0.5, 2.0)  # zoom factors this close to 1 are not applied: the model covers them
+KEEP_RANGE = (0.67, 1.5)  # zoom factors this close to 1 are not applied: the model covers them
 ZOOMS = (1.0, 0.5, 0.25)
 MIN_INSTANCES = 3
-TRUST_BAND = 1.5  # zoom 1's estimate within this factor of the training diameter is final
+# zoom 1's estimate (as a fraction of the training diameter) inside this band is final
+TRUST_BAND = (1 / 1.3, 1.15)
 MAX_ZOOM, MIN_ZOOM = 4.0, 1.0 / 16
 
 
@@ -140,7 +142,7 @@ def estimate_diameter(labels_at: Callable[[float], np.ndarray], model_diameter: 
         dist = abs(math.log(d_net / model_diameter))
         if best is None or dist < best[0]:
             best = (dist, z, d_net / z)
-        if z == 1.0 and dist <= math.log(TRUST_BAND):
+        if z == 1.0 and TRUST_BAND[0] <= d_net / model_diameter <= TRUST_BAND[1]:
             break  # in range at the network's own scale: final (see the module docstring)
     if best is None:
         log.debug("size estimate: no zoom found >= %d nuclei (%s)", MIN_INSTANCES, per_zoom)

@@ -29,7 +29,6 @@ ready, queue waits included.
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import queue
 import threading

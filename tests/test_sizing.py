@@ -98,7 +98,7 @@ def test_estimate_trusts_zoom_one_in_band_and_skips_smaller_zooms():
 
     est = estimate_diameter(labels_at, 17.8)
     assert asked == [1.0] and est.zoom == 1.0 and est.diameter == pytest.approx(16, rel=0.1)
-    assert 16 / 17.8 > 1 / TRUST_BAND
+    assert TRUST_BAND[0] < 16 / 17.8 < TRUST_BAND[1]
 
 
 # ----------------------------------------------------------------------------- Segmenter
