@@ -17,7 +17,7 @@ mosaic tiled with ``dask.array.tile``, never materialised) such as 16384^2.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,20 +27,11 @@ from _common import STAGE1_TRAIN, machine, require_data, table, write_json
 
 
 def mosaic(root: Path, side: int) -> np.ndarray:
-    from edgeseg.data import image_kind, read_image_raw, to_grey
+    """The tests' real-image mosaic (tests/mosaic.py), uncropped."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from mosaic import fluorescence_mosaic
 
-    manifest = json.loads((root / "manifest.json").read_text())
-    ids = sorted(m["id"] for m in manifest if (m["h"], m["w"]) == (256, 256) and m["grey"])
-    tiles = []
-    for i in ids:
-        raw = read_image_raw(root / "images" / f"{i}.png")
-        if image_kind(raw) == "fluorescence":
-            tiles.append(to_grey(raw).astype(np.uint8))
-        if len(tiles) == 64:
-            break
-    n = side // 256
-    return np.ascontiguousarray(np.block([[tiles[(r * n + c) % len(tiles)] for c in range(n)]
-                                          for r in range(n)]))
+    return fluorescence_mosaic(root, side, offset=0)
 
 
 def peak_rss_mb() -> float:

@@ -15,7 +15,6 @@ in-range image worse). Prints a table; writes JSON with the CPU and versions.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

@@ -31,7 +31,6 @@ import numbers
 import platform
 import re
 import shlex
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -30,7 +30,7 @@ from .imageio import PathLike, read_image, read_image_raw, read_labels, to_grey
 
 __all__ = [
     "IMAGE_KINDS", "read_image_raw", "to_grey", "read_image", "read_labels", "image_kind",
-    "NormConfig", "NormInfo", "normalize", "Sample", "load_dataset", "sample_kinds",
+    "NormConfig", "NormInfo", "apply_norm", "normalize", "Sample", "load_dataset", "sample_kinds",
     "split_dataset", "save_split", "load_split",
 ]
 
@@ -204,22 +204,36 @@ def normalize(image: np.ndarray, cfg: NormConfig | None = None) -> tuple[np.ndar
         lo = hi = 0.0
         bright = False
     inverted = cfg.invert == "always" or (cfg.invert == "auto" and bright and not stained)
-    lo32, hi32 = np.float32(lo), np.float32(hi)
+    # in float32 so that a pixel equal to hi maps to exactly 1
+    info = NormInfo(lo=float(np.float32(lo)), hi=float(np.float32(hi)), inverted=bool(inverted))
+    return _scale(grey, info, np.asarray(image).dtype.kind == "f"), info
+
+
+def apply_norm(image: np.ndarray, cfg: NormConfig, info: NormInfo) -> np.ndarray:
+    """:func:`normalize` with its scale given (``info``, e.g. measured once on a whole slide)
+    instead of measured on this frame: chunks of one image are scaled alike."""
+    grey, _ = _intensity(image, cfg)
+    return _scale(grey, info, np.asarray(image).dtype.kind == "f")
+
+
+def _scale(grey: np.ndarray, info: NormInfo, may_be_nan: bool) -> np.ndarray:
+    """``(grey - lo) / (hi - lo)`` clipped to [0, 1] (inverted if asked), NaN/inf -> 0."""
+    lo32, hi32 = np.float32(info.lo), np.float32(info.hi)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        span = hi32 - lo32  # in float32 so that a pixel equal to hi maps to exactly 1
+        span = hi32 - lo32
         if span > 0 and np.isfinite(span):
             out = grey - lo32
             out /= span
             np.clip(out, 0.0, 1.0, out=out)
         else:
             out = np.zeros(grey.shape, np.float32)
-        if inverted:
+        if info.inverted:
             np.subtract(np.float32(1.0), out, out=out)
-        if np.asarray(image).dtype.kind == "f":  # integer images have no NaN/inf
+        if may_be_nan:  # integer images have no NaN/inf
             bad = ~np.isfinite(grey)
             if bad.any():
                 out[bad] = 0.0
-    return out, NormInfo(lo=float(lo32), hi=float(hi32), inverted=bool(inverted))
+    return out
 
 
 # ----------------------------------------------------------------------------- datasets

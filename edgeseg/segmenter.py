@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
-from .backends import Backend, open_backend
+from .backends import open_backend
 from .data import NormInfo, normalize, to_grey
 from .errors import InputError
 from .modelinfo import ModelInfo

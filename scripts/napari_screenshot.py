@@ -13,7 +13,6 @@ reduced to a palette of 256 colours to keep it small.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path

@@ -135,7 +135,7 @@ def test_without_dask_edgeseg_imports_and_segment_array_says_what_to_install(mon
 
 
 def test_fixed_normalisation_is_normalize_with_its_scale_given(mosaic) -> None:
-    from edgeseg.dask._worker import apply_norm
+    from edgeseg.data import apply_norm
     from edgeseg.data import NormConfig, normalize
 
     for cfg in (NormConfig(), NormConfig(invert="always"), NormConfig(colour="hematoxylin")):

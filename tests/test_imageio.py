@@ -7,7 +7,6 @@ import io
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np

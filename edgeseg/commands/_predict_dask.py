@@ -331,11 +331,7 @@ def run_dask(args: argparse.Namespace) -> int:
                     else:
                         log.warning("%s failed, retrying once: %s", p, exc)
     wall = time.perf_counter() - t0
-    notes = [f"{skipped} skipped (all outputs exist; --overwrite to redo them)"] if skipped else []
-    notes += [f"{len(failed)} failed"] if failed else []
-    print(f"edgeseg predict: {done} of {total} images segmented on Dask ({args.dask})"
-          f"{', ' if notes else ''}{', '.join(notes)}; {nuclei} nuclei, {wall:.1f} s; wrote {out}/")
-    if failed:
-        raise DataError(f"{len(failed)} of {total} images could not be segmented: "
-                        f"{', '.join(str(p) for p, _ in failed)} (reasons above; the other images have their outputs)")
-    return 0
+    from .predict import report
+
+    return report(f"{done} of {total} images segmented on Dask ({args.dask})", total, skipped,
+                  [p for p, _ in failed], f"{nuclei} nuclei, {wall:.1f} s; wrote {out}/")

@@ -207,7 +207,6 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "dask", None):
         from ._predict_dask import run_dask
         return run_dask(args)
-    from ..errors import DataError
     from ._paths import check_writable
 
     out = check_writable(args.out, folder=True, option="-o/--out")
@@ -240,11 +239,18 @@ def run(args: argparse.Namespace) -> int:
             done += 1
     wall = time.perf_counter() - t0
     rate = f" ({done / wall:.2f} images/s)" if done and wall > 0 else ""
+    return report(f"{done} of {len(plan)} images segmented", len(plan), skipped, failed,
+                  f"{total} nuclei, {wall:.1f} s{rate} with {seg.backend}/{seg.device}/{seg.precision}; wrote {out}/")
+
+
+def report(head: str, total: int, skipped: int, failed: list, tail: str) -> int:
+    """The closing line of a predict run; DataError (exit 1) naming the failed images, if any."""
+    from ..errors import DataError
+
     notes = [f"{skipped} skipped (all outputs exist; --overwrite to redo them)"] if skipped else []
     notes += [f"{len(failed)} failed"] if failed else []
-    print(f"edgeseg predict: {done} of {len(plan)} images segmented{', ' if notes else ''}{', '.join(notes)}; "
-          f"{total} nuclei, {wall:.1f} s{rate} with {seg.backend}/{seg.device}/{seg.precision}; wrote {out}/")
+    print(f"edgeseg predict: {head}{', ' if notes else ''}{', '.join(notes)}; {tail}")
     if failed:
-        raise DataError(f"{len(failed)} of {len(plan)} images could not be segmented: "
+        raise DataError(f"{len(failed)} of {total} images could not be segmented: "
                         f"{', '.join(str(p) for p in failed)} (reasons above; the other images have their outputs)")
     return 0

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data import NormConfig, NormInfo, _intensity, to_grey
+from ..data import NormInfo, apply_norm, to_grey
 from ..segmenter import Segmenter, check_image
 from ._chunks import Candidates, Layout, candidates
 
-__all__ = ["ChunkOptions", "apply_norm", "chunk_step1", "segmenter_for"]
+__all__ = ["ChunkOptions", "chunk_step1", "segmenter_for"]
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +55,6 @@ class ChunkOptions:
                                    tile=self.tile, batch_size=self.batch_size,
                                    backend_options=dict(self.backend_options),
                                    diameter=self.diameter, tta=self.tta, **dict(self.thresholds))
-
-
-def apply_norm(image: np.ndarray, cfg: NormConfig, info: NormInfo) -> np.ndarray:
-    """:func:`edgeseg.data.normalize` with its scale given (``info``) instead of measured."""
-    grey, _ = _intensity(image, cfg)
-    lo, hi = np.float32(info.lo), np.float32(info.hi)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        span = hi - lo
-        if span > 0 and np.isfinite(span):
-            out = grey - lo
-            out /= span
-            np.clip(out, 0.0, 1.0, out=out)
-        else:
-            out = np.zeros(grey.shape, np.float32)
-        if info.inverted:
-            np.subtract(np.float32(1.0), out, out=out)
-        if np.asarray(image).dtype.kind == "f":
-            bad = ~np.isfinite(grey)
-            if bad.any():
-                out[bad] = 0.0
-    return out
 
 
 class _FixedNormSegmenter(Segmenter):
