@@ -92,3 +92,15 @@ def _fmt(v: Any) -> str:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2)
+
+
+def group_split_parser(doc: str):
+    """The arguments every group-split script takes: --model, --data, --split, --json."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--data", default=str(STAGE1_TRAIN))
+    ap.add_argument("--split", default=str(REPO / "training/splits/dsb2018_groups.json"))
+    ap.add_argument("--json", required=True)
+    return ap

@@ -11,22 +11,17 @@ model's own thresholds and the thresholds tuned on all held-out groups, the 2-fo
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import machine  # noqa: E402
+from _common import group_split_parser, machine  # noqa: E402
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/dsb2018/stage1_train"))
-    ap.add_argument("--split", default=str(REPO / "training/splits/dsb2018_groups.json"))
-    ap.add_argument("--json", required=True)
+    ap = group_split_parser(__doc__)
     args = ap.parse_args()
 
     import json

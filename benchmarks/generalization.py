@@ -14,7 +14,6 @@ in-range image worse). Prints a table; writes JSON with the CPU and versions.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -23,20 +22,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import machine  # noqa: E402
+from _common import group_split_parser, machine  # noqa: E402
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/dsb2018/stage1_train"))
-    ap.add_argument("--split", default=str(REPO / "training/splits/dsb2018_groups.json"))
+    ap = group_split_parser(__doc__)
     ap.add_argument("--diameters", default="none,auto")
     ap.add_argument("--scales", default="0.5,1,2")
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--random-split", action="store_true",
                     help="also score the model card's random val split")
-    ap.add_argument("--json", required=True)
     args = ap.parse_args()
 
     from edgeseg._atomic import atomic_write_json

@@ -14,7 +14,6 @@ ratios and the worst per-image change against no size control at 1x. This is how
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import machine  # noqa: E402
+from _common import group_split_parser, machine  # noqa: E402
 
 BANDS = [(1.0, 1.0), (1.5, 1.5), (1.5, 1.25), (1.5, 1.15), (1.3, 1.15), (2.0, 1.25)]
 KEEPS = [(0.5, 2.0), (0.67, 1.5), (0.75, 1.33), (0.8, 1.25)]
@@ -32,11 +31,7 @@ SCALES = (0.5, 1.0, 2.0)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--data", default=str(REPO.parent / "shared/data/dsb2018/stage1_train"))
-    ap.add_argument("--split", default=str(REPO / "training/splits/dsb2018_groups.json"))
-    ap.add_argument("--json", required=True)
+    ap = group_split_parser(__doc__)
     args = ap.parse_args()
 
     import numpy as np
