@@ -277,10 +277,11 @@ class Segmenter:
 
     def _segment(self, image: np.ndarray, probabilities: bool, px: PixelSize | None) -> Result:
         size = self._size(px)
+        image = check_image(image)  # once: every path below takes the checked frame
         if size is not None:
-            return self._segment_sized(check_image(image), probabilities, size)
+            return self._segment_sized(image, probabilities, size)
         if (getattr(self._backend, "device_postprocess", False) and not probabilities and not self.tta
-                and max(check_image(image).shape[:2]) <= self.tile):
+                and max(image.shape[:2]) <= self.tile):
             from .devicepath import segment_on_device  # torch backend: pre/post on its device
 
             return segment_on_device(self, image)
