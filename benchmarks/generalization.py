@@ -52,11 +52,15 @@ def main() -> int:
             t = time.perf_counter()
             r = evaluate(seg, group_val, zoom=z)
             res[f"{z:g}"] = {"dsb_score": r["dsb_score"], "ap50": r["ap50"],
+                             **{k: r[k] for k in ("dsb_score_nearest", "nearest_ceiling")
+                                if k in r},
                              "per_kind": r["per_kind"], "wall_s": time.perf_counter() - t,
                              "per_image": {row["id"]: [row["dsb_score"], row["seg_zoom"]]
                                            for row in r["images"]}}
             print(f"{args.model} diameter={d} zoom={z:g}: group-val DSB {r['dsb_score']:.4f} "
                   + ", ".join(f"{k} {v['dsb_score']:.3f}" for k, v in r["per_kind"].items())
+                  + (f"; vs nearest-shrunk truth {r['dsb_score_nearest']:.4f} (ceiling "
+                     f"{r['nearest_ceiling']:.3f})" if "nearest_ceiling" in r else "")
                   + f" ({time.perf_counter() - t:.0f} s)", flush=True)
         base = res.get("1", {}).get("dsb_score")
         for z, v in res.items():

@@ -40,6 +40,18 @@ def test_eval_on_kaggle_layout(kaggle_sample, tmp_path):
     assert len(report["images"]) == 5 and {"id", "dsb_score", "ap50", "f1_50"} <= set(report["images"][0])
 
 
+def test_eval_scale_shift_reports_both_label_conventions(kaggle_sample, tmp_path, capsys):
+    """--scales 0.5 scores against truth shrunk by area coverage and, beside it, against
+    OpenCV's nearest neighbour with the ceiling that convention leaves a perfect prediction."""
+    out = tmp_path / "e.json"
+    assert main(["-q", "eval", "--model", "default", "--data", str(kaggle_sample), "--device", "cpu",
+                 "--diameter", "none", "--scales", "0.5,1", "--json", str(out)]) == 0
+    half = json.loads(out.read_text())["scale_shift"]["0.5"]
+    assert 0.0 <= half["dsb_score_nearest"] <= 1.0
+    assert 0.3 < half["nearest_ceiling"] < 0.99  # the centred truth is not perfect there
+    assert "ceiling" in capsys.readouterr().out
+
+
 def test_eval_unknown_ids(stage1_train, tmp_path, capsys):
     ids = tmp_path / "ids.txt"
     ids.write_text("not-an-image-id\n")

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="write the overall figures and per-image rows here")
     p.add_argument("--scales", default="1", metavar="Z[,Z...]",
                    help="scale-shift check: also score copies of the images and labels resized "
-                        "by these zooms, e.g. 0.5,1,2 (another objective; default: %(default)s)")
+                        "by these zooms, e.g. 0.5,1,2 (another objective; labels shrunk by area "
+                        "coverage, so they stay aligned with the image; default: %(default)s)")
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         base = reports.get(1.0, {}).get("dsb_score")
         report["scale_shift"] = {
             f"{z:g}": {"dsb_score": r["dsb_score"], "per_kind": r["per_kind"],
+                       **{k: r[k] for k in ("dsb_score_nearest", "nearest_ceiling") if k in r},
                        "ratio_to_1x": (r["dsb_score"] / base) if base else None,
                        "images": r["images"]} for z, r in reports.items()}
     report.update({"diameter": seg.diameter, "tta": seg.tta, "model": args.model, "backend": seg.backend, "device": seg.device,
@@ -125,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         ratio = r["ratio_to_1x"]
         print(f"  scale x{z:4s} DSB {r['dsb_score']:.4f}"
               + (f"  ({ratio:.3f} x unshifted)" if ratio is not None else "")
-              + "  " + ", ".join(f"{k} {v['dsb_score']:.3f}" for k, v in r["per_kind"].items()))
+              + "  " + ", ".join(f"{k} {v['dsb_score']:.3f}" for k, v in r["per_kind"].items())
+              + (f"  [truth shrunk by nearest neighbour: {r['dsb_score_nearest']:.4f}, "
+                 f"ceiling {r['nearest_ceiling']:.3f}]" if "nearest_ceiling" in r else ""))
     if args.json:
         atomic_write_json(args.json, report)
     return 0
