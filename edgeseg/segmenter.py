@@ -30,7 +30,7 @@ from .data import NormInfo, normalize, to_grey
 from .errors import InputError
 from .modelinfo import ModelInfo
 from .postprocess import InstanceTable, PostprocessConfig, instance_table, label_instances
-from .sizing import (SizeEstimate, check_diameter, estimate_diameter, resize_image,
+from .sizing import (SizeEstimate, check_diameter, estimate_diameter, estimate_window, resize_image,
                      resize_probabilities, scaled_postprocess, zoom_for)
 from .tta import average_dihedral
 from .tiling import pad_to_multiple, run_tiled, tile_grid
@@ -315,8 +315,11 @@ class Segmenter:
 
     def _estimate(self, image: np.ndarray, cache: dict) -> tuple[SizeEstimate, dict]:
         def labels_at(zoom: float) -> np.ndarray:
-            cache[zoom] = self._zoomed(image, zoom)
-            return label_instances(cache[zoom][0], self.postprocess)
+            view = estimate_window(image, zoom)
+            out = self._zoomed(view, zoom)
+            if view is image:
+                cache[zoom] = out  # the whole frame: the final pass may reuse it
+            return label_instances(out[0], self.postprocess)
         return estimate_diameter(labels_at, self.info.diameter), cache
 
     def calibrate_size(self, frames: Iterable[np.ndarray]) -> float:

@@ -8,16 +8,21 @@ and post-processes at the original resolution (``min_size`` and ``max_grow`` sca
 labels come back at the frame's own size.
 
 ``diameter="auto"`` estimates the nucleus diameter by consensus across scales, as Cellpose's size
-model refines its estimate from segmentations: the frame is segmented at zooms 1, 1/2 and 1/4
-(the smaller ones cost 1/4 and 1/16 of a pass); each zoom gives the median equivalent diameter of
-its instances. Nuclei far larger than the training size are over-split at zoom 1 and look small
-there, so the estimate is not taken from zoom 1 alone: it comes from the zoom whose nuclei, *in
-network pixels*, are closest to the training diameter (the zoom at which the network is most
-reliable). Zoom 1 is trusted outright when its nuclei are within :data:`TRUST_BAND` of the
-training diameter (1/1.3x to 1.15x: a model trained with scale augmentation under-reads large
-nuclei a little, so the band is narrower above): the smaller zooms are then not computed (in-range frames pay one pass), and
-clumps of normal nuclei that merge at zoom 1/4 into training-sized blobs cannot outvote it (on
-bright-field images that took the estimate from 18 px to 77 px and the score from 0.33 to 0.01).
+model refines its estimate from segmentations. The frame is segmented at zoom 1 first. When its
+nuclei are within :data:`TRUST_BAND` of the training diameter (1/1.3x to 1.15x: a model trained with
+scale augmentation under-reads large nuclei a little, so the band is narrower above), that estimate
+is final: in-range frames pay one pass, and clumps of normal nuclei that merge at zoom 1/4 into
+training-sized blobs cannot outvote it (on bright-field images that took the estimate from 18 px to
+77 px and the score from 0.33 to 0.01). Nuclei outside the band are also segmented at zooms
+1/2 and 1/4 (1/4 and 1/16 of a pass): huge nuclei are over-split at zoom 1 and look smaller than they
+are, so the estimate comes from the zoom whose nuclei, *in network pixels*, are closest to the
+training diameter (nuclei a little smaller than the band are read the same way). Nuclei small
+enough that the frame will be enlarged (below :data:`KEEP_RANGE`), or too few to read (nuclei of
+4-6 px fall under ``min_size``), send the frame the other way: it is enlarged 2x, then 4x, until its nuclei reach the
+band (:data:`UP_ZOOMS`; a large frame is cropped to a centred :data:`MAX_ESTIMATE_PIXELS` window
+for these). Shrinking such a frame instead read clumps of tiny nuclei as training-sized nuclei: on
+the group split at 0.5x (nuclei of 4-9 px) this took the frames with a wrong zoom (off by > 1.6x)
+from 17 of 126 to 5.
 Estimates within :data:`KEEP_RANGE` of the training size leave the frame unscaled, so
 in-range images are segmented exactly as without size control.
 """
@@ -36,6 +41,7 @@ from .errors import InputError
 from .postprocess import PostprocessConfig
 
 __all__ = ["DEFAULT_DIAMETER", "KEEP_RANGE", "TRUST_BAND", "SizeEstimate", "check_diameter", "estimate_diameter",
+           "estimate_window",
            "instance_diameters", "resize_image", "resize_probabilities", "scaled_postprocess"]
 
 log = logging.getLogger(__name__)
@@ -43,10 +49,12 @@ log = logging.getLogger(__name__)
 DEFAULT_DIAMETER = 17.8  # median nucleus diameter (px) of DSB2018 stage1_train: models without a card entry
 KEEP_RANGE = (0.67, 1.5)  # zoom factors this close to 1 are not applied: the model covers them
 ZOOMS = (1.0, 0.5, 0.25)
+UP_ZOOMS = (2.0, 4.0)  # tried when zoom 1's nuclei are too small for KEEP_RANGE, or too few
 MIN_INSTANCES = 3
 # zoom 1's estimate (as a fraction of the training diameter) inside this band is final
 TRUST_BAND = (1 / 1.3, 1.15)
 MAX_ZOOM, MIN_ZOOM = 4.0, 1.0 / 16
+MAX_ESTIMATE_PIXELS = 2048 * 2048  # enlarged for the estimate, a frame is cropped to this
 
 
 def check_diameter(diameter: Any) -> float | str | None:
@@ -84,6 +92,18 @@ def resize_image(image: np.ndarray, zoom: float) -> np.ndarray:
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     return cv2.resize(arr, size, interpolation=interp)
+
+
+def estimate_window(image: np.ndarray, zoom: float) -> np.ndarray:
+    """The part of the frame the size estimate looks at when zooming by ``zoom``: all of it,
+    unless enlarged it would pass :data:`MAX_ESTIMATE_PIXELS`; then a centred window that fits."""
+    h, w = image.shape[:2]
+    if h * w * zoom * zoom <= MAX_ESTIMATE_PIXELS:
+        return image
+    side = max(int(math.sqrt(MAX_ESTIMATE_PIXELS) / zoom), 16)
+    ch, cw = min(h, side), min(w, max(side * side // max(min(h, side), 1), 16))
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return image[y:y + ch, x:x + cw]
 
 
 def resize_probabilities(probs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -126,26 +146,43 @@ class SizeEstimate:
 
 
 def estimate_diameter(labels_at: Callable[[float], np.ndarray], model_diameter: float,
-                      zooms: tuple[float, ...] = ZOOMS) -> SizeEstimate:
+                      zooms: tuple[float, ...] = ZOOMS,
+                      up_zooms: tuple[float, ...] = UP_ZOOMS) -> SizeEstimate:
     """Consensus estimate (see the module docstring). ``labels_at(zoom)`` segments the frame at
     that zoom and returns its labels (at that zoom). ``diameter`` is None when no zoom found
-    at least :data:`MIN_INSTANCES` nuclei."""
+    at least :data:`MIN_INSTANCES` nuclei. Zoom 1 comes first: inside :data:`TRUST_BAND` it is
+    final; finding nuclei too small for :data:`KEEP_RANGE` (the frame will be enlarged), or too
+    few, the frame is enlarged (``up_zooms`` in turn, until the nuclei reach the band); otherwise
+    it is shrunk (the other ``zooms``; both ways when zoom 1 found too few). The
+    estimate comes from the zoom whose nuclei, in network pixels, are closest to the training
+    diameter."""
     per_zoom: dict[float, tuple[int, float]] = {}
-    best: tuple[float, float, float] | None = None
-    for z in zooms:
+    found: list[tuple[float, float, float]] = []  # (distance, zoom, diameter in original px)
+
+    def read(z: float) -> float | None:
+        """Nuclei diameter at zoom z, in network px relative to the training diameter."""
         d = instance_diameters(labels_at(z))
         if d.size < MIN_INSTANCES:
             per_zoom[z] = (int(d.size), float("nan"))
-            continue
+            return None
         d_net = float(np.median(d))
         per_zoom[z] = (int(d.size), d_net / z)
-        dist = abs(math.log(d_net / model_diameter))
-        if best is None or dist < best[0]:
-            best = (dist, z, d_net / z)
-        if z == 1.0 and TRUST_BAND[0] <= d_net / model_diameter <= TRUST_BAND[1]:
-            break  # in range at the network's own scale: final (see the module docstring)
-    if best is None:
+        found.append((abs(math.log(d_net / model_diameter)), z, d_net / z))
+        return d_net / model_diameter
+
+    r1 = read(1.0)
+    if r1 is None or r1 < 1.0 / KEEP_RANGE[1]:
+        for z in up_zooms:  # small (or too small to be found): enlarge until in band
+            r = read(z)
+            if r is not None and r >= TRUST_BAND[0]:
+                break
+    if r1 is None or (r1 >= 1.0 / KEEP_RANGE[1] and not TRUST_BAND[0] <= r1 <= TRUST_BAND[1]):
+        for z in zooms:  # too few at zoom 1 may also be huge nuclei: read both ways
+            if z != 1.0:
+                read(z)
+    if not found:
         log.debug("size estimate: no zoom found >= %d nuclei (%s)", MIN_INSTANCES, per_zoom)
         return SizeEstimate(None, None, per_zoom)
-    log.debug("size estimate: %.1f px (read at zoom %s; %s)", best[2], best[1], per_zoom)
-    return SizeEstimate(best[2], best[1], per_zoom)
+    _, zoom, diameter = min(found)
+    log.debug("size estimate: %.1f px (read at zoom %s; %s)", diameter, zoom, per_zoom)
+    return SizeEstimate(diameter, zoom, per_zoom)

@@ -101,6 +101,44 @@ def test_estimate_trusts_zoom_one_in_band_and_skips_smaller_zooms():
     assert TRUST_BAND[0] < 16 / 17.8 < TRUST_BAND[1]
 
 
+def test_estimate_enlarges_frames_whose_nuclei_look_small():
+    """Tiny nuclei (6 px): zoom 1 finds too few (they fall under min_size) -> zoom 2 reads 12 px
+    (still small) -> zoom 4 reads 24 px; 4 is nearest the training size."""
+    asked = []
+    seen = {1.0: disc_labels(30, 50, 3, 20), 2.0: disc_labels(400, 400, 6, 20),
+            4.0: disc_labels(800, 800, 12, 40), 0.5: disc_labels(100, 100, 2, 20),
+            0.25: np.zeros((50, 50), np.int32)}
+
+    def labels_at(z):
+        asked.append(z)
+        return seen[z]
+
+    est = estimate_diameter(labels_at, 17.8)
+    assert asked == [1.0, 2.0, 4.0, 0.5, 0.25]  # too few at zoom 1: both ways
+    assert est.zoom == 4.0 and est.diameter == pytest.approx(6, rel=0.1)
+    # small but not tiny (10 px at zoom 1): zoom 2 reaches the band and stops the search
+    asked.clear()
+    seen = {1.0: disc_labels(300, 300, 5, 20), 2.0: disc_labels(600, 600, 10, 40)}
+    est = estimate_diameter(labels_at, 17.8)
+    assert asked == [1.0, 2.0] and est.zoom == 2.0  # never shrunk: clumps would pass there
+    assert est.diameter == pytest.approx(10, rel=0.1)
+    # a little below the band (12.4 px; the frame is kept as it is): read downwards as before
+    asked.clear()
+    seen = {1.0: disc_labels(300, 300, 6, 20), 0.5: disc_labels(150, 150, 3, 20),
+            0.25: np.zeros((75, 75), np.int32)}
+    est = estimate_diameter(labels_at, 17.8)
+    assert asked == [1.0, 0.5, 0.25] and est.zoom == 1.0
+
+
+def test_estimate_window_caps_enlarged_frames():
+    from edgeseg.sizing import MAX_ESTIMATE_PIXELS, estimate_window
+    img = np.zeros((1024, 1536), np.uint8)
+    assert estimate_window(img, 1.0) is img and estimate_window(img, 0.5) is img
+    win = estimate_window(img, 4.0)
+    assert win.shape[0] * win.shape[1] * 16 <= MAX_ESTIMATE_PIXELS and min(win.shape) >= 256
+    assert estimate_window(img[:64, :64], 4.0).shape == (64, 64)
+
+
 # ----------------------------------------------------------------------------- Segmenter
 
 
