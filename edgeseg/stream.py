@@ -52,6 +52,7 @@ __all__ = ["FrameStream", "Job", "prepare", "infer", "finish", "percentile"]
 log = logging.getLogger(__name__)
 
 _POLL = 0.05  # s between looks at the stop flag while a queue is full or empty
+_WAIT = 0.5  # s between the caller's looks at the last stage thread (alive?) while it waits
 _JOIN = 5.0  # s to wait at shutdown for a reader blocked in the source's read()
 
 
@@ -426,7 +427,7 @@ class FrameStream:
         try:
             while True:
                 try:
-                    item = results.get(timeout=_POLL)
+                    item = results.get(timeout=_WAIT)  # a wake-up costs CPU: not every 50 ms
                 except queue.Empty:  # the stages end with _END or a failure: unless one crashed
                     if not last.is_alive() and results.empty():
                         raise EdgesegError("stream: the last stage ended without handing over a "
