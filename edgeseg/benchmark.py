@@ -20,7 +20,8 @@ times (copy: batch staging and output crops, and host<->device copies where they
 ``total_ms`` the wall time per frame (1000 / fps; in stream mode less than the stages' sum);
 ``p99_ms`` the 99th percentile of per-frame latency (a batch's frames wait for the batch);
 ``speedup_vs_naive``: the naive row's ``total_ms`` (same size and batch, same device where there
-is one) over this row's.
+is one) over this row's; ``policy`` (stream rows): the stream's thread layout and why
+(:mod:`edgeseg.streampolicy`), None for serial rows.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ __all__ = ["BenchConfig", "Candidate", "run_bench", "mosaics", "naive_label", "R
 log = logging.getLogger(__name__)
 
 ROW_KEYS = ("backend", "precision", "device", "mode", "size", "batch", "pre_ms", "copy_ms", "infer_ms",
-            "post_ms", "total_ms", "p99_ms", "fps", "speedup_vs_naive")
+            "post_ms", "total_ms", "p99_ms", "fps", "speedup_vs_naive", "policy")
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,10 @@ def _open(c: Candidate, cfg: BenchConfig, tile: int, batch: int) -> Any:
 
 # -- timing -------------------------------------------------------------------------------------
 
-def _time_serial(seg: Any, frames: list[np.ndarray], batch: int) -> tuple[list[dict], float, list[float]]:
+Sample = tuple[list[dict], float, list[float], Any]  # stage times, wall ms, latencies, stream policy
+
+
+def _time_serial(seg: Any, frames: list[np.ndarray], batch: int) -> Sample:
     stages, lat = [], []
     t_all = time.perf_counter()
     for k in range(0, len(frames), batch):
@@ -274,29 +278,30 @@ def _time_serial(seg: Any, frames: list[np.ndarray], batch: int) -> tuple[list[d
         else:
             stages.extend(r.timings for r in seg.segment_batch(chunk))
         lat.extend([(time.perf_counter() - t0) * 1e3] * len(chunk))
-    return stages, (time.perf_counter() - t_all) * 1e3, lat
+    return stages, (time.perf_counter() - t_all) * 1e3, lat, None
 
 
-def _time_stream(seg: Any, frames: list[np.ndarray], batch: int) -> tuple[list[dict], float, list[float]]:
+def _time_stream(seg: Any, frames: list[np.ndarray], batch: int, layout: str = "auto") -> Sample:
     t0 = time.perf_counter()
-    with seg.stream(frames, batch=batch) as s:
+    with seg.stream(frames, batch=batch, layout=layout) as s:
         stages = [r.timings for r in s]
         lat = list(s.latencies_ms)
-    return stages, (time.perf_counter() - t0) * 1e3, lat
+    return stages, (time.perf_counter() - t0) * 1e3, lat, s.policy
 
 
-def _row(c: Candidate, mode: str, size: int, batch: int, samples: list[tuple[list[dict], float, list[float]]]
-         ) -> dict[str, Any]:
-    stages = [t for s, _, _ in samples for t in s]
+def _row(c: Candidate, mode: str, size: int, batch: int, samples: list[Sample]) -> dict[str, Any]:
+    stages = [t for s, _, _, _ in samples for t in s]
     frames = len(stages)
-    wall = sum(w for _, w, _ in samples)
+    wall = sum(w for _, w, _, _ in samples)
     mean = lambda key: float(np.mean([t.get(key, 0.0) for t in stages]))  # noqa: E731
-    lat = [v for _, _, ls in samples for v in ls]
+    lat = [v for _, _, ls, _ in samples for v in ls]
+    policy = samples[-1][3] if samples else None
     return {"backend": c.backend, "precision": c.precision, "device": c.device, "mode": mode, "size": size,
             "batch": batch, "pre_ms": mean("preprocess"), "copy_ms": mean("copy"),
             "infer_ms": mean("infer"),
             "post_ms": mean("postprocess"), "total_ms": wall / frames, "p99_ms": percentile(lat, 99),
-            "fps": 1e3 * frames / wall, "speedup_vs_naive": None}
+            "fps": 1e3 * frames / wall, "speedup_vs_naive": None,
+            "policy": None if policy is None else str(policy)}
 
 
 def _speedups(rows: list[dict]) -> None:

@@ -86,7 +86,7 @@ def model_facts(model: str, configurations: Sequence[str]) -> dict[str, Any]:
 
 
 _COLUMNS = ("backend", "precision", "device", "mode", "size", "batch", "pre_ms", "copy_ms", "infer_ms",
-            "post_ms", "total_ms", "p99_ms", "fps", "speedup_vs_naive")
+            "post_ms", "total_ms", "p99_ms", "fps", "speedup_vs_naive", "layout")
 
 
 def _fmt(v: Any) -> str:
@@ -97,10 +97,16 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _layout(row: dict[str, Any]) -> str | None:
+    """The stream's thread layout of a row (its ``policy`` reads "layout (n threads): reason")."""
+    policy = row.get("policy")
+    return policy.split(" ", 1)[0] if isinstance(policy, str) and policy else None
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as an aligned text table."""
     heads = [c.replace("_ms", "").replace("speedup_vs_naive", "x naive") for c in _COLUMNS]
-    cells = [heads] + [[_fmt(r.get(c)) for c in _COLUMNS] for r in rows]
+    cells = [heads] + [[_fmt(_layout(r) if c == "layout" else r.get(c)) for c in _COLUMNS] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(_COLUMNS))]
     lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -398,16 +398,18 @@ class Segmenter:
         return [r for r in results if r is not None]
 
     def stream(self, frames: Iterable[Any], *, batch: int = 1, queue_size: int = 2,
-               probabilities: bool = False, keep_errors: bool = False, with_frames: bool = False) -> Any:
+               probabilities: bool = False, keep_errors: bool = False, with_frames: bool = False,
+               layout: str = "auto") -> Any:
         """Segment a stream of frames with read/preprocess, inference and post-processing
-        overlapped in three threads (:mod:`edgeseg.stream`): Results in the frames' order, the
+        overlapped on threads (:mod:`edgeseg.stream`; ``layout``: how, see
+        :mod:`edgeseg.streampolicy`, "auto" decides from the backend): Results in the frames' order, the
         same as :meth:`segment` gives, plus ``timings["latency"]``. ``frames``: arrays, or
         callables returning one (read in the pipeline). Returns a :class:`~edgeseg.stream.FrameStream`
         (an iterator; ``close()`` or a ``with`` block stops it; ``summary()``: fps, p50/p99)."""
         from .stream import FrameStream
 
         return FrameStream(self, frames, batch=batch, queue_size=queue_size, probabilities=probabilities,
-                           keep_errors=keep_errors, with_frames=with_frames)
+                           keep_errors=keep_errors, with_frames=with_frames, layout=layout)
 
     def close(self) -> None:
         self._backend.close()

@@ -6,12 +6,18 @@
             ...
     results.summary()                              # frames, fps, p50 / p99 latency (ms)
 
-Three threads, one per stage, joined by bounded queues (``queue_size`` items each): while the
-backend runs the network on frame k, frame k+1 is read and normalised and frame k-1 is labelled.
-A full queue blocks the stage before it (back-pressure: at most ``3 * queue_size + 3`` frames are
-in flight, whatever the source's speed). Each stage handles its frames in arrival order, so
-results come out in the frames' order. With ``batch`` > 1 the inference stage gathers up to
-``batch`` consecutive frames of one padded shape into one network call (as ``segment_batch``).
+Stages: read + preprocess, inference, post-processing, joined by bounded queues (``queue_size``
+items each). How they are laid out on threads is the stream's policy (``stream.policy``, see
+:mod:`edgeseg.streampolicy`): with the ``overlap`` layout (a GPU backend, or a CPU backend that
+leaves cores free) each stage has its thread, so while the backend runs the network on frame
+k, frame k+1 is read and normalised and frame k-1 is labelled; where CPU inference already
+uses every core the stages of a frame share one worker thread (``worker``: never slower than
+the serial loop, and the consumer's own work overlaps with the next frame). ``layout=`` asks
+for one ("overlap", "pair", "worker"). A full queue blocks the thread before it
+(back-pressure: at most ``n * (queue_size + 1)`` frames are in flight with ``n`` threads, whatever
+the source's speed). Each stage handles its frames in arrival order, so results come out in the
+frames' order. With ``batch`` > 1 inference gathers up to ``batch`` consecutive frames of one
+padded shape into one network call (as ``segment_batch``).
 
 Shutdown: the source running out ends the stream after its last frame. An exception in the
 source or a stage travels down the pipeline in the frame's place and is raised in the caller's
@@ -46,6 +52,7 @@ __all__ = ["FrameStream", "Job", "prepare", "infer", "finish", "percentile"]
 log = logging.getLogger(__name__)
 
 _POLL = 0.05  # s between looks at the stop flag while a queue is full or empty
+_WAIT = 0.5  # s between the caller's looks at the last stage thread (alive?) while it waits
 _JOIN = 5.0  # s to wait at shutdown for a reader blocked in the source's read()
 
 
@@ -195,18 +202,26 @@ class _Stopped(Exception):
 
 
 class FrameStream:
-    """Iterator over the Results of a frame source, computed by three overlapped stages.
+    """Iterator over the Results of a frame source, computed by overlapped stages.
 
     Made by :meth:`Segmenter.stream`. Iterate it once; ``close()`` (or a ``with`` block) stops
     it early. ``latencies_ms`` holds the per-frame latencies so far; :meth:`summary` the
-    frame rate and the p50 / p99 latency.
+    frame rate and the p50 / p99 latency; ``policy`` the thread layout
+    (:class:`~edgeseg.streampolicy.StreamPolicy`: which stages share a thread, and why).
     """
 
     def __init__(self, seg: Any, frames: Iterable[Any], *, batch: int = 1, queue_size: int = 2,
-                 probabilities: bool = False, keep_errors: bool = False, with_frames: bool = False) -> None:
+                 probabilities: bool = False, keep_errors: bool = False, with_frames: bool = False,
+                 layout: str = "auto") -> None:
+        from .streampolicy import choose_policy
+
         for name, v in (("batch", batch), ("queue_size", queue_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"stream: {name} must be an integer >= 1, got {v!r}")
+        if not isinstance(layout, str):
+            raise InputError(f"stream: layout must be a string ('auto', 'overlap', 'pair' or 'worker'), "
+                             f"got {layout!r}")
+        self.policy = choose_policy(getattr(seg, "_backend", None), layout)
         try:
             self._source = iter(frames)
         except TypeError:
@@ -214,7 +229,7 @@ class FrameStream:
                              f"callables returning one, got {type(frames).__name__}") from None
         self.seg, self.batch, self.probabilities = seg, batch, probabilities
         self.keep_errors, self.with_frames = keep_errors, with_frames
-        self._queues = [queue.Queue(maxsize=queue_size) for _ in range(3)]
+        self._queues = [queue.Queue(maxsize=queue_size) for _ in self.policy.groups]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._in_source = False  # the reader is inside the source's next(): may block on a device
@@ -247,7 +262,8 @@ class FrameStream:
         self._gen.close()
 
     def summary(self) -> dict[str, float]:
-        """Frames so far, frames/s (first start to last result), p50 / p99 latency in ms."""
+        """Frames so far, frames/s (first start to last result), p50 / p99 latency in ms (the
+        thread layout: ``policy``)."""
         n = len(self.latencies_ms)
         wall = (self._t_last - self._t_first) if n and self._t_first is not None else 0.0
         return {"frames": n, "fps": n / wall if wall > 0 else float("nan"),
@@ -264,16 +280,13 @@ class FrameStream:
             except queue.Full:
                 continue
 
-    def _get(self, q: queue.Queue, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.perf_counter() + timeout
+    def _get(self, q: queue.Queue) -> Any:
         while True:
             if self._stop.is_set():
                 raise _Stopped
             try:
                 return q.get(timeout=_POLL)
             except queue.Empty:
-                if deadline is not None and time.perf_counter() >= deadline:
-                    raise
                 continue
 
     def _handle(self, index: int, exc: BaseException, frame: Any) -> _Failed:
@@ -281,126 +294,144 @@ class FrameStream:
             log.debug("stream: frame %d failed: %r", index, exc)
         return _Failed(index, exc, frame)
 
-    # stages
-    def _read_stage(self) -> None:
-        out = self._queues[0]
-        index = 0
-        try:
-            while True:
-                self._in_source = True
-                try:
-                    item = next(self._source)
-                except StopIteration:
-                    break
-                except BaseException as exc:  # the source failed: nothing comes after it
-                    self._put(out, _Failed(index, exc))
-                    break
-                finally:
-                    self._in_source = False
-                t_read = time.perf_counter()  # latency: from the frame's hand-over (or its loader)
-                frame = None
-                try:
-                    frame = item() if callable(item) else item
-                    job = prepare(self.seg, frame, index, t_read)
-                except BaseException as exc:
-                    fail = self._handle(index, exc, frame)
-                    self._put(out, fail)
-                    if not (self.keep_errors and isinstance(exc, (EdgesegError, OSError))):
-                        break
-                else:
-                    self._put(out, job)
-                index += 1
-            self._put(out, _END)
-        except _Stopped:
-            pass
-        finally:
-            close = getattr(self._source, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception as exc:  # a generator already running elsewhere, ...
-                    log.debug("stream: closing the source failed: %r", exc)
-
     def _fatal(self, item: Any) -> bool:
         return isinstance(item, _Failed) and not (self.keep_errors and isinstance(item.exc, (EdgesegError, OSError)))
 
-    def _infer_stage(self) -> None:
-        src, out = self._queues[0], self._queues[1]
-        pending: deque = deque()
-        try:
-            done = False
-            while not done:
-                item = pending.popleft() if pending else self._get(src)
-                if item is _END or self._fatal(item):
-                    self._put(out, item)
-                    break
-                if isinstance(item, _Failed):
-                    self._put(out, item)
-                    continue
-                jobs = [item]
-                key = _batchable(self.seg, item) if self.batch > 1 else None
-                while key is not None and len(jobs) < self.batch:
-                    nxt = self._get(src)
-                    if isinstance(nxt, Job) and _batchable(self.seg, nxt) == key:
-                        jobs.append(nxt)
-                    else:  # another shape, an error or the end: handled after this batch
-                        pending.append(nxt)
-                        break
-                try:
-                    infer(self.seg, jobs)
-                except BaseException as exc:
-                    self._put(out, self._handle(jobs[0].index, exc, jobs[0].frame))
-                    if self._fatal(_Failed(0, exc)):
-                        done = True
-                        continue
-                    for j in jobs[1:]:  # the batch failed as a whole: each frame reports it
-                        self._put(out, _Failed(j.index, exc, j.frame))
-                    continue
-                for j in jobs:
-                    self._put(out, j)
-        except _Stopped:
-            pass
-
-    def _post_stage(self) -> None:
-        src, out = self._queues[1], self._queues[2]
-        try:
-            while True:
-                item = self._get(src)
-                if item is _END or self._fatal(item):
-                    self._put(out, item)
+    # stages: generators over the items before them; a thread runs a chain of them
+    def _read(self) -> Iterator[Any]:
+        """Frames from the source, read (loaders called) and preprocessed: Jobs or failures."""
+        index = 0
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            self._in_source = True
+            try:
+                item = next(self._source)
+            except StopIteration:
+                return
+            except BaseException as exc:  # the source failed: nothing comes after it
+                yield _Failed(index, exc)
+                return
+            finally:
+                self._in_source = False
+            t_read = time.perf_counter()  # latency: from the frame's hand-over (or its loader)
+            frame = None
+            try:
+                frame = item() if callable(item) else item
+                job = prepare(self.seg, frame, index, t_read)
+            except BaseException as exc:
+                fail = self._handle(index, exc, frame)
+                yield fail
+                if self._fatal(fail):
                     return
-                if isinstance(item, _Failed):
+            else:
+                yield job
+            index += 1
+
+    def _drain(self, q: queue.Queue) -> Iterator[Any]:
+        """The items a stage thread before this one handed over, up to its end."""
+        while (item := self._get(q)) is not _END:
+            yield item
+
+    def _infer(self, items: Iterator[Any]) -> Iterator[Any]:
+        """Jobs with their probabilities (``batch`` consecutive frames of one shape per call)."""
+        pending: deque = deque()
+        while True:
+            item = pending.popleft() if pending else next(items, _END)
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                yield item
+                if self._fatal(item):
+                    return
+                continue
+            jobs = [item]
+            key = _batchable(self.seg, item) if self.batch > 1 else None
+            while key is not None and len(jobs) < self.batch:
+                nxt = next(items, _END)
+                if isinstance(nxt, Job) and _batchable(self.seg, nxt) == key:
+                    jobs.append(nxt)
+                else:  # another shape, an error or the end: handled after this batch
+                    pending.append(nxt)
+                    break
+            try:
+                infer(self.seg, jobs)
+            except BaseException as exc:
+                fail = self._handle(jobs[0].index, exc, jobs[0].frame)
+                yield fail
+                if self._fatal(fail):
+                    return
+                for j in jobs[1:]:  # the batch failed as a whole: each frame reports it
+                    yield _Failed(j.index, exc, j.frame)
+                continue
+            yield from jobs
+
+    def _post(self, items: Iterator[Any]) -> Iterator[Any]:
+        """(frame, Result) per job, or its failure."""
+        for item in items:
+            if isinstance(item, _Failed):
+                yield item
+                if self._fatal(item):
+                    return
+                continue
+            try:
+                result = finish(self.seg, item, self.probabilities)
+            except BaseException as exc:
+                fail = self._handle(item.index, exc, item.frame)
+                yield fail
+                if self._fatal(fail):
+                    return
+                continue
+            result.timings["latency"] = (time.perf_counter() - item.t_read) * 1e3
+            yield (item.frame, result)
+
+    def _stage_thread(self, k: int, steps: tuple[str, ...]) -> None:
+        """Thread ``k``: the reader (k == 0) or the items of thread k - 1, through ``steps``,
+        into queue k; then the end mark. A failure of the stage code itself travels on too."""
+        out = self._queues[k]
+        items: Iterator[Any] = self._read() if k == 0 else self._drain(self._queues[k - 1])
+        for step in steps:
+            items = self._infer(items) if step == "infer" else self._post(items)
+        try:
+            try:
+                for item in items:
                     self._put(out, item)
-                    continue
-                try:
-                    result = finish(self.seg, item, self.probabilities)
-                except BaseException as exc:
-                    fail = self._handle(item.index, exc, item.frame)
-                    self._put(out, fail)
-                    if self._fatal(fail):
-                        return
-                    continue
-                result.timings["latency"] = (time.perf_counter() - item.t_read) * 1e3
-                self._put(out, (item.frame, result))
+                self._put(out, _END)
+            except _Stopped:
+                raise
+            except BaseException as exc:  # a bug, not a frame's failure: fatal, raised in the caller
+                log.debug("stream: stage thread %d failed: %r", k, exc)
+                self._put(out, _Failed(-1, exc))
         except _Stopped:
             pass
+        finally:
+            if hasattr(items, "close"):
+                items.close()  # the chain's generators, now (not whenever they are collected)
+            if k == 0:
+                close = getattr(self._source, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception as exc:  # a generator already running elsewhere, ...
+                        log.debug("stream: closing the source failed: %r", exc)
 
     def _run(self) -> Iterator[Any]:
         self._t_first = time.perf_counter()
-        for name, target in (("read", self._read_stage), ("infer", self._infer_stage),
-                             ("post", self._post_stage)):
-            th = threading.Thread(target=target, name=f"edgeseg-stream-{name}", daemon=True)
+        for k, steps in enumerate(self.policy.groups):
+            name = "+".join(("read",) * (k == 0) + steps)
+            th = threading.Thread(target=self._stage_thread, args=(k, steps),
+                                  name=f"edgeseg-stream-{k}-{name}", daemon=True)
             th.start()
             self._threads.append(th)
-        results = self._queues[2]
+        results, last = self._queues[-1], self._threads[-1]
         try:
             while True:
                 try:
-                    item = results.get(timeout=_POLL)
+                    item = results.get(timeout=_WAIT)  # a wake-up costs CPU: not every 50 ms
                 except queue.Empty:  # the stages end with _END or a failure: unless one crashed
-                    if not self._threads[2].is_alive() and results.empty():
-                        raise EdgesegError("stream: the post-processing stage ended without "
-                                           "handing over a result (see the log)") from None
+                    if not last.is_alive() and results.empty():
+                        raise EdgesegError("stream: the last stage ended without handing over a "
+                                           "result (see the log)") from None
                     continue
                 if item is _END:
                     return
