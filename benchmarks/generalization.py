@@ -14,6 +14,7 @@ in-range image worse). Prints a table; writes JSON with the CPU and versions.
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -30,6 +31,9 @@ def main() -> int:
     ap.add_argument("--diameters", default="none,auto")
     ap.add_argument("--scales", default="0.5,1,2")
     ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--with", dest="merge", default=None, metavar="JSON",
+                    help="add the settings of another run of this script on the same model (read "
+                         "when this one ends; e.g. 'none' run in a parallel process)")
     ap.add_argument("--random-split", action="store_true",
                     help="also score the model card's random val split")
     args = ap.parse_args()
@@ -75,6 +79,12 @@ def main() -> int:
             except Exception as exc:  # the card may not record one
                 res["random_val"] = {"error": str(exc)}
         out["settings"][d] = res
+    if args.merge:
+        other = json.loads(Path(args.merge).read_text())
+        if other.get("model") != args.model:
+            raise SystemExit(f"--with {args.merge}: model {other.get('model')!r}, not {args.model!r}")
+        for d, res in other["settings"].items():
+            out["settings"].setdefault(d, res)
     if "none" in out["settings"]:
         ref = out["settings"]["none"]
         for d, res in out["settings"].items():
