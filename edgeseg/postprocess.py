@@ -242,7 +242,8 @@ def label_instances(
     fg = _compare(bg, 1.0 - cfg.fg_threshold, cv2.CMP_LT)
     if cfg.fill_holes:
         fg = _fill_holes(fg)
-    seeds = cv2.bitwise_and(_compare(body, cfg.seed_threshold, cv2.CMP_GT), fg)
+    seeds = _compare(body, cfg.seed_threshold, cv2.CMP_GT)
+    cv2.bitwise_and(seeds, fg, dst=seeds)
     try:  # 16-bit labels straight away (half the memory of 32-bit ones on large frames)
         n, labels = cv2.connectedComponents(seeds, connectivity=8, ltype=cv2.CV_16U)
     except cv2.error:  # more seeds than 16 bits count: the same labelling in 32 bits
@@ -304,10 +305,10 @@ def _renumber(labels: np.ndarray, n: int, min_size: int) -> np.ndarray:
             out[rows].reshape(-1)[idx] = lut[values if values.dtype == np.uint16 else values.astype(np.intp)]
         return out
     out = np.empty(labels.shape, np.int32)
-    # np.take makes intp indices: a block at a time, small enough to stay in cache
-    for rows in row_blocks(*labels.shape, pixels=1 << 16):
-        index = labels[rows] if labels.dtype == np.uint16 else labels[rows].astype(np.intp)
-        np.take(lut, index, out=out[rows])
+    # np.take casts its indices to intp anyway (slower from uint16 than an explicit cast): a
+    # block at a time, to bound the temporary
+    for rows in row_blocks(*labels.shape, pixels=1 << 18):
+        np.take(lut, labels[rows].astype(np.intp), out=out[rows])
     return out
 
 
