@@ -16,6 +16,14 @@ Inputs: the real 1024x1024 images of DSB2018 stage1_train and a 2048x2048 mosaic
 each result vs ground truth is printed beside the times: the speed must not cost accuracy.
 
     python benchmarks/bench_postprocess.py [--json out.json] [--repeat 20]
+
+``--model`` times instead the issue 11 acceptance row: the default model's probabilities (torch
+fp32 on the CPU) of real DSB2018 mosaics (``edgeseg.benchmark.mosaics``), ``label_instances``
+against ``cv2.connectedComponents`` seeds + ``skimage.segmentation.watershed(-body, seeds,
+mask=fg)``, interleaved in the same run (``edgeseg.benchmark.postprocess_vs_skimage``), wall and
+process CPU time, with the CPU flags and the load average before and after:
+
+    python benchmarks/bench_postprocess.py --model default --size 1024 --json out.json
 """
 
 from __future__ import annotations
@@ -78,18 +86,47 @@ def cases(data_root):
     yield "mosaic 2048^2 (64 real)", mosaic
 
 
+def model_run(args, root) -> None:
+    """label_instances vs the scikit-image reference on a model's probabilities of real mosaics."""
+    import os
+
+    from edgeseg.benchmark import mosaics, postprocess_vs_skimage
+    from edgeseg.benchreport import machine as machine_facts
+    from edgeseg.segmenter import Segmenter
+
+    seg = Segmenter(args.model, backend="torch", device="cpu", diameter=None, tile=-(-args.size // 16) * 16)
+    frames = mosaics(root, args.size, args.frames, seed=1)
+    probs = [seg.segment(f, probabilities=True).probabilities for f in frames]
+    seg.close()
+    facts = machine_facts()
+    row = postprocess_vs_skimage(probs, seg.postprocess, args.repeat)
+    facts["loadavg_end"] = list(os.getloadavg())
+    row["foreground_fraction"] = float(np.mean([(p[0] < 1.0 - seg.postprocess.fg_threshold).mean() for p in probs]))
+    print(f"cpu flags: {' '.join(facts['cpu_flags'])}; load average {facts['loadavg_start']} -> {facts['loadavg_end']}")
+    print(table([row], ["size", "frames", "timings", "label_instances_ms", "skimage_reference_ms", "speedup",
+                        "label_instances_cpu_ms", "skimage_reference_cpu_ms", "speedup_cpu"]))
+    write_json(args.json, {"benchmark": "postprocess_model", "model": args.model,
+                           "config": seg.postprocess.to_dict(), "machine": facts, "postprocess": row})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(STAGE1_TRAIN))
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--smooth", type=float, default=1.0, help="sigma of the soft probability edges")
+    ap.add_argument("--model", default=None,
+                    help="time label_instances on this model's probabilities of real mosaics instead")
+    ap.add_argument("--size", type=int, default=1024, help="mosaic size with --model")
+    ap.add_argument("--frames", type=int, default=3, help="mosaics with --model")
     args = ap.parse_args()
     from pathlib import Path
 
     import cv2
 
     root = require_data(Path(args.data))
+    if args.model:
+        return model_run(args, root)
     cfg = PostprocessConfig()
     rows = []
     for name, gt in cases(root):

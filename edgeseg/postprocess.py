@@ -195,19 +195,22 @@ def _grow_sparse(labels: np.ndarray, todo: np.ndarray, max_grow: int) -> int:
     idx = _flat_nonzero(todo)
     y, x = np.divmod(idx, w)
     # Flat indices of the 8 neighbours, clipped at the image edge (a clipped index lands on the
-    # pixel itself or on another true neighbour, so the maximum is unchanged).
+    # pixel itself, still unlabelled, or on another true neighbour: the maximum is unchanged).
+    # One row per neighbour (8 x N): the maximum over axis 0 is an elementwise np.maximum of
+    # contiguous rows, several times faster than a reduction along short rows of N x 8.
     cols = [np.clip(x + dx, 0, w - 1) for dx in (-1, 0, 1)]
     rows = [np.clip(y + dy, 0, h - 1) * w for dy in (-1, 0, 1)]
-    nbrs = np.stack([r + c for r in rows for c in cols], axis=1)
+    nbrs = np.stack([r + c for i, r in enumerate(rows) for j, c in enumerate(cols) if (i, j) != (1, 1)])
     flat = labels.reshape(-1)
     steps = 0
     while idx.size and steps < max_grow:
-        best = flat[nbrs].max(axis=1)
+        best = flat[nbrs].max(axis=0)
         hit = best > 0
         if not hit.any():
             break
         flat[idx[hit]] = best[hit]
-        idx, nbrs = idx[~hit], nbrs[~hit]
+        miss = ~hit
+        idx, nbrs = idx[miss], nbrs[:, miss]
         steps += 1
     todo[...] = 0
     todo.reshape(-1)[idx] = 255
