@@ -24,6 +24,10 @@ mask=fg)``, interleaved in the same run (``edgeseg.benchmark.postprocess_vs_skim
 process CPU time, with the CPU flags and the load average before and after:
 
     python benchmarks/bench_postprocess.py --model default --size 1024 --json out.json
+
+``--before FILE`` (with ``--model``) also times an earlier version of ``edgeseg/postprocess.py``
+(``git show REV:edgeseg/postprocess.py > FILE``) interleaved with the current one and the
+reference, and checks that both give the same label images.
 """
 
 from __future__ import annotations
@@ -86,6 +90,46 @@ def cases(data_root):
     yield "mosaic 2048^2 (64 real)", mosaic
 
 
+def load_before(path: str):
+    """An earlier edgeseg/postprocess.py as the module ``edgeseg._postprocess_before``."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("edgeseg._postprocess_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def before_after(before, probs, cfg, rounds: int) -> dict:
+    """The earlier and the current label_instances and the reference, interleaved: median wall
+    and process CPU ms per frame, and whether the two versions' label images are identical."""
+    import time
+
+    from edgeseg.benchmark import naive_label
+
+    fns = {"before": lambda p: before.label_instances(p, cfg), "after": lambda p: label_instances(p, cfg),
+           "reference": lambda p: naive_label(p, cfg)}
+    identical = all(np.array_equal(fns["before"](p), fns["after"](p)) for p in probs)
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(rounds):
+        for p in probs:
+            for k, fn in fns.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(p)
+                wall[k].append((time.perf_counter() - t0) * 1e3)
+                cpu[k].append((time.process_time() - c0) * 1e3)
+    out = {"identical_labels": identical, "timings": len(wall["after"])}
+    for k in fns:
+        out[f"{k}_ms"], out[f"{k}_cpu_ms"] = float(np.median(wall[k])), float(np.median(cpu[k]))
+    for k in ("before", "after"):
+        out[f"{k}_speedup"] = out["reference_ms"] / out[f"{k}_ms"]
+        out[f"{k}_speedup_cpu"] = out["reference_cpu_ms"] / out[f"{k}_cpu_ms"]
+    return out
+
+
 def model_run(args, root) -> None:
     """label_instances vs the scikit-image reference on a model's probabilities of real mosaics."""
     import os
@@ -105,8 +149,20 @@ def model_run(args, root) -> None:
     print(f"cpu flags: {' '.join(facts['cpu_flags'])}; load average {facts['loadavg_start']} -> {facts['loadavg_end']}")
     print(table([row], ["size", "frames", "timings", "label_instances_ms", "skimage_reference_ms", "speedup",
                         "label_instances_cpu_ms", "skimage_reference_cpu_ms", "speedup_cpu"]))
-    write_json(args.json, {"benchmark": "postprocess_model", "model": args.model,
-                           "config": seg.postprocess.to_dict(), "machine": facts, "postprocess": row})
+    result = {"benchmark": "postprocess_model", "model": args.model, "config": seg.postprocess.to_dict(),
+              "machine": facts, "postprocess": row}
+    if args.before:
+        ba = before_after(load_before(args.before), probs, seg.postprocess, args.repeat)
+        facts["loadavg_end"] = list(os.getloadavg())
+        ba["before_file"] = args.before
+        result["before_after"] = ba
+        print()
+        print(table([dict(ba, version=k, ms=ba[f"{k}_ms"], cpu_ms=ba[f"{k}_cpu_ms"],
+                          speedup=ba.get(f"{k}_speedup"), speedup_cpu=ba.get(f"{k}_speedup_cpu"))
+                     for k in ("before", "after", "reference")],
+                    ["version", "ms", "cpu_ms", "speedup", "speedup_cpu", "identical_labels"]))
+        print(f"load average at the end: {facts['loadavg_end']}")
+    write_json(args.json, result)
 
 
 def main() -> None:
@@ -119,6 +175,8 @@ def main() -> None:
                     help="time label_instances on this model's probabilities of real mosaics instead")
     ap.add_argument("--size", type=int, default=1024, help="mosaic size with --model")
     ap.add_argument("--frames", type=int, default=3, help="mosaics with --model")
+    ap.add_argument("--before", default=None,
+                    help="with --model: an earlier edgeseg/postprocess.py to time beside the current one")
     args = ap.parse_args()
     from pathlib import Path
 
