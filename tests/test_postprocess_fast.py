@@ -10,7 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import edgeseg.postprocess as pp
 from edgeseg.postprocess import PostprocessConfig, label_instances
