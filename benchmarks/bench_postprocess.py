@@ -16,6 +16,18 @@ Inputs: the real 1024x1024 images of DSB2018 stage1_train and a 2048x2048 mosaic
 each result vs ground truth is printed beside the times: the speed must not cost accuracy.
 
     python benchmarks/bench_postprocess.py [--json out.json] [--repeat 20]
+
+``--model`` times instead the issue 11 acceptance row: the default model's probabilities (torch
+fp32 on the CPU) of real DSB2018 mosaics (``edgeseg.benchmark.mosaics``), ``label_instances``
+against ``cv2.connectedComponents`` seeds + ``skimage.segmentation.watershed(-body, seeds,
+mask=fg)``, interleaved in the same run (``edgeseg.benchmark.postprocess_vs_skimage``), wall and
+process CPU time, with the CPU flags and the load average before and after:
+
+    python benchmarks/bench_postprocess.py --model default --size 1024 --json out.json
+
+``--before FILE`` (with ``--model``) also times an earlier version of ``edgeseg/postprocess.py``
+(``git show REV:edgeseg/postprocess.py > FILE``) interleaved with the current one and the
+reference, and checks that both give the same label images.
 """
 
 from __future__ import annotations
@@ -78,18 +90,101 @@ def cases(data_root):
     yield "mosaic 2048^2 (64 real)", mosaic
 
 
+def load_before(path: str):
+    """An earlier edgeseg/postprocess.py as the module ``edgeseg._postprocess_before``."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("edgeseg._postprocess_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def before_after(before, probs, cfg, rounds: int) -> dict:
+    """The earlier and the current label_instances and the reference, interleaved: median wall
+    and process CPU ms per frame, and whether the two versions' label images are identical."""
+    import time
+
+    from edgeseg.benchmark import naive_label
+
+    fns = {"before": lambda p: before.label_instances(p, cfg), "after": lambda p: label_instances(p, cfg),
+           "reference": lambda p: naive_label(p, cfg)}
+    identical = all(np.array_equal(fns["before"](p), fns["after"](p)) for p in probs)
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(rounds):
+        for p in probs:
+            for k, fn in fns.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(p)
+                wall[k].append((time.perf_counter() - t0) * 1e3)
+                cpu[k].append((time.process_time() - c0) * 1e3)
+    out = {"identical_labels": identical, "timings": len(wall["after"])}
+    for k in fns:
+        out[f"{k}_ms"], out[f"{k}_cpu_ms"] = float(np.median(wall[k])), float(np.median(cpu[k]))
+    for k in ("before", "after"):
+        out[f"{k}_speedup"] = out["reference_ms"] / out[f"{k}_ms"]
+        out[f"{k}_speedup_cpu"] = out["reference_cpu_ms"] / out[f"{k}_cpu_ms"]
+    return out
+
+
+def model_run(args, root) -> None:
+    """label_instances vs the scikit-image reference on a model's probabilities of real mosaics."""
+    import os
+
+    from edgeseg.benchmark import mosaics, postprocess_vs_skimage
+    from edgeseg.benchreport import machine as machine_facts
+    from edgeseg.segmenter import Segmenter
+
+    seg = Segmenter(args.model, backend="torch", device="cpu", diameter=None, tile=-(-args.size // 16) * 16)
+    frames = mosaics(root, args.size, args.frames, seed=1)
+    probs = [seg.segment(f, probabilities=True).probabilities for f in frames]
+    seg.close()
+    facts = machine_facts()
+    row = postprocess_vs_skimage(probs, seg.postprocess, args.repeat)
+    facts["loadavg_end"] = list(os.getloadavg())
+    row["foreground_fraction"] = float(np.mean([(p[0] < 1.0 - seg.postprocess.fg_threshold).mean() for p in probs]))
+    print(f"cpu flags: {' '.join(facts['cpu_flags'])}; load average {facts['loadavg_start']} -> {facts['loadavg_end']}")
+    print(table([row], ["size", "frames", "timings", "label_instances_ms", "skimage_reference_ms", "speedup",
+                        "label_instances_cpu_ms", "skimage_reference_cpu_ms", "speedup_cpu"]))
+    result = {"benchmark": "postprocess_model", "model": args.model, "config": seg.postprocess.to_dict(),
+              "machine": facts, "postprocess": row}
+    if args.before:
+        ba = before_after(load_before(args.before), probs, seg.postprocess, args.repeat)
+        facts["loadavg_end"] = list(os.getloadavg())
+        ba["before_file"] = args.before
+        result["before_after"] = ba
+        print()
+        print(table([dict(ba, version=k, ms=ba[f"{k}_ms"], cpu_ms=ba[f"{k}_cpu_ms"],
+                          speedup=ba.get(f"{k}_speedup"), speedup_cpu=ba.get(f"{k}_speedup_cpu"))
+                     for k in ("before", "after", "reference")],
+                    ["version", "ms", "cpu_ms", "speedup", "speedup_cpu", "identical_labels"]))
+        print(f"load average at the end: {facts['loadavg_end']}")
+    write_json(args.json, result)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(STAGE1_TRAIN))
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--smooth", type=float, default=1.0, help="sigma of the soft probability edges")
+    ap.add_argument("--model", default=None,
+                    help="time label_instances on this model's probabilities of real mosaics instead")
+    ap.add_argument("--size", type=int, default=1024, help="mosaic size with --model")
+    ap.add_argument("--frames", type=int, default=3, help="mosaics with --model")
+    ap.add_argument("--before", default=None,
+                    help="with --model: an earlier edgeseg/postprocess.py to time beside the current one")
     args = ap.parse_args()
     from pathlib import Path
 
     import cv2
 
     root = require_data(Path(args.data))
+    if args.model:
+        return model_run(args, root)
     cfg = PostprocessConfig()
     rows = []
     for name, gt in cases(root):

@@ -210,7 +210,7 @@ def test_hole_filling_matches_flood_fill_definition():
 def _blocks_of(pixels):
     from edgeseg import tiling
 
-    return lambda h, w: tiling.row_blocks(h, w, pixels)
+    return lambda h, w, **_: tiling.row_blocks(h, w, pixels)  # whatever block size was asked
 
 
 def _random_probs(h, w, seed=0):
