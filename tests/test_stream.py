@@ -115,48 +115,6 @@ def test_a_bad_frame_raises_in_the_caller_or_is_handed_back_with_keep_errors(seg
     assert [type(r).__name__ for r in out] == ["Result", "Result", "InputError", "Result", "Result"]
 
 
-def test_an_inference_error_stops_the_stream_without_hanging(monkeypatch):
-    from edgeseg import Segmenter
-
-    seg = Segmenter("default", device="cpu", diameter=None)
-    calls = []
-    real = seg._backend.infer
-
-    def failing(batch):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("device lost")
-        return real(batch)
-
-    monkeypatch.setattr(seg._backend, "infer", failing)
-    got = []
-    with pytest.raises(RuntimeError, match="device lost"):
-        for r in seg.stream(small_frames(6)):
-            got.append(r)
-    assert len(got) == 2 and no_stream_threads_left()
-
-
-def test_closing_early_stops_every_stage_and_closes_the_source(seg):
-    state = {"made": 0, "closed": False}
-
-    def endless():
-        try:
-            while True:
-                state["made"] += 1
-                yield np.full((32, 32), state["made"] % 200, np.uint8)
-        finally:
-            state["closed"] = True
-
-    s = seg.stream(endless(), queue_size=1)
-    for k, _ in enumerate(s):
-        if k == 2:
-            break
-    time.sleep(0.3)  # let the reader fill what the queues hold: back-pressure bounds it
-    assert state["made"] <= 3 + 3 * 1 + 3 + 1
-    s.close()
-    assert no_stream_threads_left() and state["closed"]
-
-
 def test_a_consumer_error_shuts_the_stream_down(seg):
     with pytest.raises(KeyError):
         with seg.stream(small_frames(20)) as s:
