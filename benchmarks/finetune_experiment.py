@@ -34,6 +34,7 @@ def main() -> int:
     ap.add_argument("--split", default=str(REPO / "training/splits/dsb2018_groups.json"))
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--steps", type=int, default=None, help="default: the recipe's")
+    ap.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     ap.add_argument("--out", default=None, help="keep the fine-tuning run here")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
@@ -64,7 +65,8 @@ def main() -> int:
     run = Path(args.out) if args.out else work / "run"
     t = time.perf_counter()
     argv = ["train", "--init", args.model, "--data", str(work / "lab"), "--out", str(run),
-            "--device", "cpu"] + (["--steps", str(args.steps)] if args.steps else [])
+            "--device", "cpu"] + (["--steps", str(args.steps)] if args.steps else []) \
+        + (["--lr", str(args.lr)] if args.lr else [])
     rc = cli(argv)
     minutes = (time.perf_counter() - t) / 60
     if rc != 0:
