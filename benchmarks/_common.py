@@ -42,16 +42,11 @@ def machine() -> dict[str, Any]:
 
 
 def cpu_flags() -> list[str]:
-    """The SIMD flags that decide ONNX Runtime's int8 and float kernels (Linux /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith(("flags", "Features"))), [])
-    keep = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-            "avx512_bf16", "amx_int8", "asimd", "asimddp")
-    return [f for f in keep if f in flags]
+    """The SIMD flags that decide ONNX Runtime's int8 and float kernels: the same list
+    ``edgeseg bench`` records (:func:`edgeseg.benchreport.cpu_flags`)."""
+    from edgeseg.benchreport import cpu_flags as flags
+
+    return flags()
 
 
 def time_ms(fn: Callable[[], Any], repeat: int = 20, warmup: int = 2) -> float:
