@@ -30,7 +30,7 @@ from .imageio import PathLike, read_image, read_image_raw, read_labels, to_grey
 
 __all__ = [
     "IMAGE_KINDS", "read_image_raw", "to_grey", "read_image", "read_labels", "image_kind",
-    "NormConfig", "NormInfo", "apply_norm", "normalize", "Sample", "load_dataset", "sample_kinds",
+    "NormConfig", "NormInfo", "apply_norm", "normalize", "uses_stain", "Sample", "load_dataset", "sample_kinds",
     "split_dataset", "save_split", "load_split",
 ]
 
@@ -159,22 +159,30 @@ class NormInfo:
                              f"{d!r} ({exc}).") from None
 
 
-def _intensity(image: np.ndarray, cfg: NormConfig) -> tuple[np.ndarray, bool]:
-    """The float32 H x W intensity that :func:`normalize` scales, and whether it is the
-    haematoxylin channel of a stained image (``cfg.colour == "hematoxylin"``, a colour image of
-    an absorbing stain: :func:`edgeseg.stain.is_absorbing`)."""
-    grey = to_grey(image)
+def uses_stain(image: np.ndarray, cfg: NormConfig) -> bool:
+    """Whether :func:`normalize` reads ``image`` as the haematoxylin channel of a stain:
+    ``cfg.colour == "hematoxylin"`` and a colour image of an absorbing stain
+    (:func:`edgeseg.stain.is_absorbing`), not coloured fluorescence on a dark field."""
     arr = np.asarray(image)
     if cfg.colour != "hematoxylin" or arr.ndim != 3 or arr.shape[2] < 3 \
             or image_kind(arr) != "stained":
-        return grey, False
-    from .stain import hematoxylin, is_absorbing
-    if not is_absorbing(arr):  # colour on a dark background: fluorescence, not a stain
-        return grey, False
-    return hematoxylin(arr), True
+        return False
+    from .stain import is_absorbing
+    return is_absorbing(arr)
 
 
-def normalize(image: np.ndarray, cfg: NormConfig | None = None) -> tuple[np.ndarray, NormInfo]:
+def _intensity(image: np.ndarray, cfg: NormConfig,
+               stains: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """The float32 H x W intensity that :func:`normalize` scales, and whether it is the
+    haematoxylin channel of a stained image (:func:`uses_stain`)."""
+    if not uses_stain(image, cfg):
+        return to_grey(image), False
+    from .stain import hematoxylin
+    return hematoxylin(np.asarray(image), stains), True
+
+
+def normalize(image: np.ndarray, cfg: NormConfig | None = None, *,
+              stains: np.ndarray | None = None) -> tuple[np.ndarray, NormInfo]:
     """Scale an image to float32 [0, 1] grey with bright nuclei.
 
     ``x = (grey - lo) / (hi - lo)`` where lo/hi are the ``p_low``/``p_high`` percentiles of
@@ -184,6 +192,8 @@ def normalize(image: np.ndarray, cfg: NormConfig | None = None) -> tuple[np.ndar
     image (median closer to the 99.8th than to the 1st percentile, the rule of
     :func:`image_kind`, also applied to colour images such as H&E) becomes ``1 - x``.
     NaN/inf pixels are excluded from the percentiles and set to 0 in the output.
+    ``stains``: the stain vectors of the haematoxylin channel (3 x 3, rows H, E, DAB; training's
+    stain augmentation); default :data:`edgeseg.stain.RGB_FROM_HED`.
 
     Speed: percentiles are taken on a strided subsample (every s-th pixel in each direction,
     about 65k pixels, e.g. s = 4 for 1024x1024), so a 1024x1024 image takes ~2-4 ms.
@@ -194,7 +204,7 @@ def normalize(image: np.ndarray, cfg: NormConfig | None = None) -> tuple[np.ndar
     cfg = NormConfig() if cfg is None else cfg
     if not isinstance(cfg, NormConfig):
         raise InputError(f"cfg must be a NormConfig or None, got {type(cfg).__name__}.")
-    grey, stained = _intensity(image, cfg)
+    grey, stained = _intensity(image, cfg, stains)
     vals = _finite_values(grey)
     if vals.size:
         q = np.percentile(vals, (cfg.p_low, cfg.p_high) + _KIND_Q)

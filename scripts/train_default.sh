@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Train (or resume) the shipped default model (v4) on the CPU, in four resumable cycles:
+# Train (or resume) the shipped default model on the CPU, in five resumable cycles:
 #   1. 3000 steps from scratch on the group split's train side (training/splits/dsb2018_groups.json),
 #      haematoxylin channel for stained images, 0.4x-2.5x scale augmentation (the TrainConfig defaults);
 #   2. a 3000-step warm restart from cycle 1's best.pt (lr 5e-4, the fine-tuning augmentation);
 #   3. a 5000-step warm restart from cycle 2's best.pt drawing rare image kinds more often
 #      (--kind-balance 0.5: stained 26%, bright-field 9% of crops instead of 14% and 2%);
-#   4. a 6000-step warm restart from cycle 3's best.pt (lr 4e-4, --kind-balance 0.6), 92 min here.
-# A later session continues from the shipped weights cheaply: a 5th cycle with
-#   --init edgeseg/models/default/model.pt (or `train --init default`) and a new --seed.
+#   4. a 6000-step warm restart from cycle 3's best.pt (lr 4e-4, --kind-balance 0.6), 92 min here;
+#   5. a 6000-step warm restart from cycle 4's best.pt (lr 3e-4) adding stain augmentation
+#      (--stain-jitter 0.08: stained images also read with perturbed stain vectors).
+# On a fresh machine without RUN/c4, cycle 5 starts from the shipped v4 weights (`--init default`
+# before v5 ships: the same weights as RUN/c4/best.pt):
+#   FROM_CYCLE=5 C5_INIT=edgeseg/models/default/model.pt scripts/train_default.sh
+# NICE (default 10) sets the training processes' niceness.
 # Each cycle resumes exactly after an interruption (last.pt every 100 steps, SIGTERM checkpoints).
 # ~240 min of 2-core CPU in all (cycle 3: 64 min, cycle 4: 92 min). Ship with:
 #   .venv/bin/python benchmarks/generalization.py --model RUN/c4/best.pt --json G.json
@@ -22,16 +26,18 @@ mkdir -p "$RUN"
 cycle() {  # cycle DIR ARGS...: start or resume one run
   local dir=$1; shift
   if [ -f "$dir/config.json" ]; then
-    nice -n 10 "$PY" -m edgeseg.cli -v train --resume "$dir" --data "$DATA" >> "$dir.out" 2>&1
+    nice -n "${NICE:-10}" "$PY" -m edgeseg.cli -v train --resume "$dir" --data "$DATA" >> "$dir.out" 2>&1
   else
-    nice -n 10 "$PY" -m edgeseg.cli -v train --data "$DATA" --out "$dir" --device cpu --split "$SPLIT" \
+    nice -n "${NICE:-10}" "$PY" -m edgeseg.cli -v train --data "$DATA" --out "$dir" --device cpu --split "$SPLIT" \
       --val-every 500 --ckpt-every 100 --log-every 50 --workers 0 "$@" >> "$dir.out" 2>&1
   fi
 }
-cycle "$RUN/c1" --steps 3000 --warmup-steps 200 --seed 0
-cycle "$RUN/c2" --init "$RUN/c1/best.pt" --steps 3000 --lr 5e-4 --warmup-steps 100 \
+[ "${FROM_CYCLE:-1}" -le 1 ] && cycle "$RUN/c1" --steps 3000 --warmup-steps 200 --seed 0
+[ "${FROM_CYCLE:-1}" -le 2 ] && cycle "$RUN/c2" --init "$RUN/c1/best.pt" --steps 3000 --lr 5e-4 --warmup-steps 100 \
   --scale-min 0.4 --scale-max 2.5 --seed 1
-cycle "$RUN/c3" --init "$RUN/c2/best.pt" --steps 5000 --lr 5e-4 --warmup-steps 100 \
+[ "${FROM_CYCLE:-1}" -le 3 ] && cycle "$RUN/c3" --init "$RUN/c2/best.pt" --steps 5000 --lr 5e-4 --warmup-steps 100 \
   --scale-min 0.4 --scale-max 2.5 --kind-balance 0.5 --seed 2
-cycle "$RUN/c4" --init "$RUN/c3/best.pt" --steps 6000 --lr 4e-4 --warmup-steps 100 \
+[ "${FROM_CYCLE:-1}" -le 4 ] && cycle "$RUN/c4" --init "$RUN/c3/best.pt" --steps 6000 --lr 4e-4 --warmup-steps 100 \
   --scale-min 0.4 --scale-max 2.5 --kind-balance 0.6 --seed 3
+cycle "$RUN/c5" --init "${C5_INIT:-$RUN/c4/best.pt}" --steps 6000 --lr 3e-4 --warmup-steps 100 \
+  --scale-min 0.4 --scale-max 2.5 --kind-balance 0.6 --stain-jitter 0.08 --seed 4

@@ -86,3 +86,27 @@ def test_dense_tissue_still_uses_the_stain_and_dark_colour_does_not():
     assert not is_absorbing(dark)
     np.testing.assert_array_equal(normalize(dark, NormConfig(colour="hematoxylin"))[0],
                                   normalize(dark, NormConfig())[0])
+
+
+def test_given_stain_vectors_default_equals_builtin_and_perturbed_ones_differ():
+    from edgeseg.stain import h_projection
+    rgb, nuclei = he_image()
+    cfg = NormConfig(colour="hematoxylin")
+    plain, info = normalize(rgb, cfg)
+    same, info2 = normalize(rgb, cfg, stains=RGB_FROM_HED)
+    np.testing.assert_allclose(same, plain, atol=1e-6)
+    assert info2 == info
+    # an eosin direction tilted toward haematoxylin: the eosin band now reads as haematoxylin
+    tilted = RGB_FROM_HED.copy()
+    tilted[0] = 0.7 * RGB_FROM_HED[0] + 0.3 * RGB_FROM_HED[1]
+    h = hematoxylin(rgb, tilted)
+    assert h[nuclei].mean() > 0.25 and not np.allclose(h, hematoxylin(rgb))
+    np.testing.assert_allclose(h_projection(RGB_FROM_HED * 3.0), h_projection(RGB_FROM_HED),
+                               rtol=1e-6)  # rows are directions: their length does not matter
+
+
+@pytest.mark.parametrize("bad", [np.eye(2), np.ones((3, 3)), np.full((3, 3), np.nan)])
+def test_bad_stain_vectors_one_clear_error(bad):
+    from edgeseg.stain import h_projection
+    with pytest.raises(InputError, match="stain vectors"):
+        h_projection(bad)

@@ -17,9 +17,10 @@ import numpy as np
 
 from .._config import ConfigMixin
 from ..errors import InputError
+from ..stain import RGB_FROM_HED
 
-__all__ = ["AugmentConfig", "augment_labels", "augment_pair", "dihedral", "random_crop",
-           "scaled_crop"]
+__all__ = ["STAIN_VARIANTS", "AugmentConfig", "augment_labels", "augment_pair", "dihedral",
+           "jitter_stains", "random_crop", "scaled_crop"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class AugmentConfig(ConfigMixin):
         scale_min, scale_max: zoom factor ``exp(U(log scale_min, log scale_max))`` applied to
             image and labels before the crop (nuclei appear that many times larger); the
             3-class targets are re-encoded at the new scale. 1.0 / 1.0 disables it.
+        stain_jitter: stained images are also read with perturbed stain vectors (each
+            component of the H, E and DAB optical-density directions plus ``N(0, s)``, then
+            renormalised), so the haematoxylin channel carries another lab's eosin cross-talk;
+            :data:`STAIN_VARIANTS` readings per image are drawn from (0: off).
     """
 
     flips: bool = True
@@ -50,6 +55,7 @@ class AugmentConfig(ConfigMixin):
     noise_std: float = 0.05
     scale_min: float = 1.0
     scale_max: float = 1.0
+    stain_jitter: float = 0.0
 
     @property
     def rescales(self) -> bool:
@@ -69,11 +75,22 @@ class AugmentConfig(ConfigMixin):
                 if not isinstance(v, bool):
                     raise InputError(f"AugmentConfig.flips must be true/false, got {v!r}")
                 continue
-            hi = 1.0 if f.name.endswith("prob") or f.name == "intensity_scale" else 10.0
+            hi = (1.0 if f.name.endswith("prob") or f.name == "intensity_scale" else
+                  0.5 if f.name == "stain_jitter" else 10.0)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= hi:
                 raise InputError(f"AugmentConfig.{f.name} must be a number in [0, {hi}], got {v!r}")
 
 
+
+
+STAIN_VARIANTS = 4  # perturbed stain readings kept per stained training image (besides the plain one)
+
+
+def jitter_stains(sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Stain vectors (3 x 3, rows H, E, DAB) near :data:`edgeseg.stain.RGB_FROM_HED`: each
+    component plus ``N(0, sigma)``, kept >= 0.01 (optical density is never negative)."""
+    m = RGB_FROM_HED + rng.normal(0.0, sigma, size=(3, 3))
+    return np.maximum(m, 0.01)
 
 
 def random_crop(image: np.ndarray, target: np.ndarray, size: int,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_open, atomic_write_text
-from .augment import AugmentConfig, augment_labels, augment_pair
+from .augment import STAIN_VARIANTS, AugmentConfig, augment_labels, augment_pair, jitter_stains
 from ..data import (
     IMAGE_KINDS,
     NormConfig,
@@ -39,6 +39,7 @@ from ..data import (
     sample_kinds,
     save_split,
     split_dataset,
+    uses_stain,
 )
 from ..errors import DataError
 from ..metrics import score_image
@@ -138,15 +139,24 @@ class TrainSet:
 
     def __init__(self, samples: Sequence[Sample], norm: NormConfig, targets: TargetConfig,
                  progress: bool = False, keep_labels: bool = False,
-                 kinds: dict[str, str] | None = None, kind_balance: float = 0.0) -> None:
+                 kinds: dict[str, str] | None = None, kind_balance: float = 0.0,
+                 stain_jitter: float = 0.0, seed: int = 0) -> None:
         self.ids: list[str] = []
         self.images: list[np.ndarray] = []
+        # per image: other readings of a stained image (perturbed stain vectors), or []
+        self.variants: list[list[np.ndarray]] = []
+        stain_rng = np.random.default_rng([seed, 0x57A1])
         self.targets: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []  # instance labels, kept for scale augmentation
         self.target_cfg = targets
         self.diameters: list[float] = []  # median nucleus diameter (px) of each image
         for s in _tqdm(samples, progress, desc="load train", unit="img"):
-            image, _ = normalize(s.image(), norm)
+            raw = s.image()
+            image, _ = normalize(raw, norm)
+            self.variants.append(
+                [normalize(raw, norm, stains=jitter_stains(stain_jitter, stain_rng))[0]
+                 .astype(np.float16) for _ in range(STAIN_VARIANTS)]
+                if stain_jitter > 0 and uses_stain(raw, norm) else [])
             labels = s.labels()
             if labels.shape != image.shape:
                 raise DataError(f"sample {s.id}: labels {labels.shape} and image {image.shape} "
@@ -174,7 +184,18 @@ class TrainSet:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.images + self.targets + self.labels)
+        return sum(a.nbytes for a in self.images + self.targets + self.labels
+                   + [v for vs in self.variants for v in vs])
+
+    def image(self, i: int, rng: np.random.Generator) -> np.ndarray:
+        """Image ``i`` as training reads it: a stained image with stain augmentation is one of
+        its readings (the plain one or a perturbed one) drawn with ``rng``; others draw nothing,
+        so runs without stain augmentation see the batches they always did."""
+        vs = self.variants[i]
+        if not vs:
+            return self.images[i]
+        k = int(rng.integers(len(vs) + 1))
+        return self.images[i] if k == 0 else vs[k - 1]
 
 
 def sampling_probs(kinds: Sequence[str], balance: float) -> np.ndarray | None:
@@ -203,11 +224,12 @@ def make_batch(data: TrainSet, *, seed: int, step: int, rank: int, batch_size: i
     x = np.empty((batch_size, 1, crop, crop), np.float32)
     y = np.empty((batch_size, crop, crop), np.int64)
     for b, i in enumerate(idx):
+        image = data.image(i, rng)
         if augment.rescales:
-            x[b, 0], y[b] = augment_labels(data.images[i], data.labels[i], crop, augment, rng,
+            x[b, 0], y[b] = augment_labels(image, data.labels[i], crop, augment, rng,
                                            lambda lab: encode(lab, data.target_cfg))
         else:
-            x[b, 0], y[b] = augment_pair(data.images[i], data.targets[i], crop, augment, rng)
+            x[b, 0], y[b] = augment_pair(image, data.targets[i], crop, augment, rng)
     return x, y
 
 

@@ -206,7 +206,8 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
     t = time.perf_counter()
     data = TrainSet(train_s, cfg.norm, cfg.targets, progress=progress and d.main,
                     keep_labels=cfg.augment.rescales, kinds=kinds,
-                    kind_balance=cfg.kind_balance)
+                    kind_balance=cfg.kind_balance, stain_jitter=cfg.augment.stain_jitter,
+                    seed=cfg.seed)
     val = ValSet.load(val_s, kinds, cfg.norm, progress=progress and d.main) if d.main else None
     log.info("loaded %d train images (%.0f MB) and %d val images in %.1f s", len(data),
              data.nbytes / 2**20, len(val_s), time.perf_counter() - t)

@@ -61,3 +61,57 @@ def test_scale_config_validation():
         AugmentConfig(scale_min=2.0, scale_max=1.0)
     with pytest.raises(InputError, match="scale_min"):
         AugmentConfig(scale_min=0.0)
+
+
+def _stained_samples(tmp_path):
+    """A synthetic H&E image and a grey fluorescence image, with labels, as training samples."""
+    import cv2
+
+    from edgeseg.data import load_dataset
+    from edgeseg.stain import RGB_FROM_HED
+    _, lab = discs(64, 80, r=6, step=20)
+    od = np.zeros(lab.shape + (3,))
+    od[:, 60:] += 0.5 * RGB_FROM_HED[1]
+    od[lab > 0] += 0.8 * RGB_FROM_HED[0]
+    rgb = (255 * 10 ** (-od)).round().clip(0, 255).astype(np.uint8)
+    grey = np.where(lab > 0, 200, 10).astype(np.uint8)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for name, img in (("he", rgb), ("fl", grey)):
+        cv2.imwrite(str(tmp_path / "images" / f"{name}.png"),
+                    img[..., ::-1] if img.ndim == 3 else img)
+        cv2.imwrite(str(tmp_path / "labels" / f"{name}.png"), lab.astype(np.uint16))
+    return load_dataset(tmp_path)
+
+
+def test_stain_jitter_reads_stained_images_with_other_stain_vectors(tmp_path):
+    from edgeseg.data import NormConfig
+    from edgeseg.training.augment import STAIN_VARIANTS, jitter_stains
+    from edgeseg.training.data import TrainSet, make_batch
+    samples = _stained_samples(tmp_path)
+    norm = NormConfig(colour="hematoxylin")
+    plain = TrainSet(samples, norm, TargetConfig())
+    jit = TrainSet(samples, norm, TargetConfig(), stain_jitter=0.1, seed=3)
+    by_id = dict(zip(jit.ids, jit.variants))
+    assert len(by_id["he"]) == STAIN_VARIANTS and by_id["fl"] == []  # fluorescence: no stain
+    assert all(not np.array_equal(v, jit.images[jit.ids.index("he")]) for v in by_id["he"])
+    assert plain.variants == [[], []]
+    again = TrainSet(samples, norm, TargetConfig(), stain_jitter=0.1, seed=3)
+    for a, b in zip(jit.variants, again.variants):  # reproducible from the seed
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # every reading is drawn over a run; without jitter the batches are what they always were
+    rng = np.random.default_rng(0)
+    i = jit.ids.index("he")
+    seen = {id(jit.image(i, rng)) for _ in range(200)}
+    assert len(seen) == STAIN_VARIANTS + 1
+    kw = dict(batch_size=2, crop=32, augment=AugmentConfig())
+    np.testing.assert_array_equal(make_batch(plain, seed=1, step=2, rank=0, **kw)[0],
+                                  make_batch(plain, seed=1, step=2, rank=0, **kw)[0])
+    m = jitter_stains(0.05, np.random.default_rng(1))
+    assert m.shape == (3, 3) and (m >= 0.01).all()
+
+
+def test_stain_jitter_validation():
+    with pytest.raises(InputError, match="stain_jitter"):
+        AugmentConfig(stain_jitter=0.9)
+    assert AugmentConfig(stain_jitter=0.05).stain_jitter == 0.05
