@@ -34,10 +34,10 @@ cycle() {  # cycle DIR ARGS...: start or resume one run
 }
 [ "${FROM_CYCLE:-1}" -le 1 ] && cycle "$RUN/c1" --steps 3000 --warmup-steps 200 --seed 0
 [ "${FROM_CYCLE:-1}" -le 2 ] && cycle "$RUN/c2" --init "$RUN/c1/best.pt" --steps 3000 --lr 5e-4 --warmup-steps 100 \
-  --scale-min 0.4 --scale-max 2.5 --seed 1
+  --scale-min 0.4 --scale-max 2.5 --seed 1 --no-freeze-bn
 [ "${FROM_CYCLE:-1}" -le 3 ] && cycle "$RUN/c3" --init "$RUN/c2/best.pt" --steps 5000 --lr 5e-4 --warmup-steps 100 \
-  --scale-min 0.4 --scale-max 2.5 --kind-balance 0.5 --seed 2
+  --scale-min 0.4 --scale-max 2.5 --kind-balance 0.5 --seed 2 --no-freeze-bn
 [ "${FROM_CYCLE:-1}" -le 4 ] && cycle "$RUN/c4" --init "$RUN/c3/best.pt" --steps 6000 --lr 4e-4 --warmup-steps 100 \
-  --scale-min 0.4 --scale-max 2.5 --kind-balance 0.6 --seed 3
+  --scale-min 0.4 --scale-max 2.5 --kind-balance 0.6 --seed 3 --no-freeze-bn
 cycle "$RUN/c5" --init "${C5_INIT:-$RUN/c4/best.pt}" --steps 6000 --lr 3e-4 --warmup-steps 100 \
-  --scale-min 0.4 --scale-max 2.5 --kind-balance 0.6 --stain-jitter 0.08 --seed 4
+  --scale-min 0.4 --scale-max 2.5 --kind-balance 0.6 --stain-jitter 0.08 --seed 4 --no-freeze-bn

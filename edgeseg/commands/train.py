@@ -15,7 +15,7 @@ _OVERRIDES = {
     "log_every": "log_every", "seed": "seed", "val_fraction": "val_fraction",
     "max_images": "max_images", "split": "split_file", "init": "init",
     "scale_min": "augment__scale_min", "scale_max": "augment__scale_max",
-    "stain_jitter": "augment__stain_jitter",
+    "stain_jitter": "augment__stain_jitter", "freeze_bn": "freeze_bn",
     "kind_balance": "kind_balance",
 }
 
@@ -73,6 +73,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--stain-jitter", type=float,
                    help="stain augmentation: also read stained images with stain vectors "
                         "perturbed by N(0, S) per component (e.g. 0.05; 0: off)")
+    p.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep BatchNorm statistics as initialised (default: on with --init, "
+                        "the fine-tuning recipe; off otherwise)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="default: cuda if available")
     p.add_argument("--workers", type=int, default=0,

@@ -62,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     kind_balance: float = 0.0  # 0: images drawn uniformly; 1: each kind (fluorescence, ...) equally
+    freeze_bn: bool = False  # BatchNorm running statistics stay as initialised (fine-tuning)
     max_images: int = 0
     val_every: int = 1000
     ckpt_every: int = 200
@@ -93,6 +94,9 @@ class TrainConfig:
                 raise InputError(f"TrainConfig.{name} must be a finite number >= 0, got {v!r}.")
         if not self.lr > 0:
             raise InputError(f"TrainConfig.lr must be > 0, got {self.lr!r}; e.g. 2e-3.")
+        if not isinstance(self.freeze_bn, bool):
+            raise InputError(f"TrainConfig.freeze_bn must be true or false, got "
+                             f"{self.freeze_bn!r}.")
         if isinstance(self.kind_balance, bool) or not isinstance(self.kind_balance, (int, float)) \
                 or not 0.0 <= self.kind_balance <= 1.0:
             raise InputError(f"TrainConfig.kind_balance must be a number in [0, 1], got "
@@ -187,8 +191,10 @@ def finetune_config(base: Any, init: str, **overrides: Any) -> TrainConfig:
     """The fine-tuning recipe ("adapt to your microscope"): start from ``init`` (a loaded
     :class:`~edgeseg.checkpoint.Checkpoint` ``base``) with its architecture, preprocessing and
     class encoding; a short schedule (600 steps) at a low learning rate (2e-4, 30 warm-up steps),
-    strong augmentation (scale 0.5x-2x, stronger intensity/blur/noise), a quarter of the images
-    for validation, every 100 steps. ``overrides`` are ``TrainConfig.replace`` keys."""
+    strong augmentation (scale 0.5x-2x, stronger intensity/blur/noise), BatchNorm statistics
+    frozen (a few images cannot stand for them), a quarter of the images for validation, every
+    100 steps and before the first (the base itself is a candidate for ``best.pt``).
+    ``overrides`` are ``TrainConfig.replace`` keys."""
     recipe = TrainConfig(
         model=base.model_config, norm=NormConfig.from_dict(base.norm_config),
         targets=TargetConfig.from_dict(base.target_config),
@@ -196,5 +202,5 @@ def finetune_config(base: Any, init: str, **overrides: Any) -> TrainConfig:
         augment=AugmentConfig(intensity_scale=0.3, intensity_shift=0.15, gamma=0.7,
                               blur_prob=0.3, noise_prob=0.4, scale_min=0.5, scale_max=2.0),
         steps=600, lr=2e-4, warmup_steps=30, val_fraction=0.25, val_every=100, ckpt_every=50,
-        log_every=10, init=init)
+        log_every=10, init=init, freeze_bn=True)
     return recipe.replace(**overrides)

@@ -351,6 +351,16 @@ class _Run:
         self.runlog.write()
         self.runlog.plot(self.run_dir / "curves.png")
 
+    def train_mode(self) -> None:
+        """Training mode; with ``freeze_bn`` the BatchNorm layers keep their running statistics
+        (eval mode) while their scale and shift still learn: a few images of one lab cannot
+        stand for the statistics the model was trained with."""
+        self.model.train()
+        if self.cfg.freeze_bn:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
     def fit(self, workers: int, stop: list) -> None:
         cfg, dev, d = self.cfg, self.dev, self.d
         net = DDP(self.model, device_ids=[dev.index] if dev.type == "cuda" else None) \
@@ -362,6 +372,10 @@ class _Run:
         if self.progress and d.main:
             from tqdm.auto import tqdm
             pbar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step")
+        if self.step == 0 and cfg.init and d.main:
+            self.validate()  # the starting weights are a candidate: best.pt is never worse on val
+        d.barrier()
+        self.train_mode()
         batches = iter_batches(self.data, self.step, cfg.steps, d.rank, workers, seed=cfg.seed,
                                batch_size=cfg.batch_size, crop=cfg.crop, augment=cfg.augment)
         t = time.perf_counter()
@@ -402,6 +416,7 @@ class _Run:
                 if self.step % cfg.val_every == 0 or end:
                     if d.main:
                         self.validate()
+                        self.train_mode()
                     d.barrier()
                 stop[0] = d.any(stop[0], dev)
                 if d.main and (self.step % cfg.ckpt_every == 0 or end or stop[0]):
