@@ -10,7 +10,7 @@ import pytest
 
 from edgeseg.errors import InputError
 from edgeseg.postprocess import PostprocessConfig
-from edgeseg.sizing import (KEEP_RANGE, TRUST_BAND, check_diameter, estimate_diameter,
+from edgeseg.sizing import (ENLARGE_AIM, KEEP_RANGE, TRUST_BAND, check_diameter, estimate_diameter,
                             instance_diameters, resize_probabilities, scaled_postprocess,
                             zoom_for)
 
@@ -41,9 +41,14 @@ def test_zoom_for_keeps_in_range_and_clamps():
     d = 17.8
     assert zoom_for(d, d) == 1.0
     assert zoom_for(d, d / KEEP_RANGE[1] * 1.001) == 1.0  # just inside: untouched
-    assert zoom_for(d, d / KEEP_RANGE[1] * 0.99) > KEEP_RANGE[1]  # just outside: zoomed
+    assert zoom_for(d, d * KEEP_RANGE[0] * 1.001) == 1.0
+    assert zoom_for(d, d / KEEP_RANGE[0] * 1.01) < KEEP_RANGE[0]  # just outside: shrunk
+    # enlarging aims at ENLARGE_AIM of the training diameter; what that leaves in range stays 1
+    edge = KEEP_RANGE[1] / ENLARGE_AIM
+    assert zoom_for(d, d / (edge * 0.99)) == 1.0 and zoom_for(d, d / KEEP_RANGE[1] / 1.01) == 1.0
+    assert zoom_for(d, d / (edge * 1.01)) == pytest.approx(KEEP_RANGE[1] * 1.01)
     assert zoom_for(d, 4 * d) == pytest.approx(0.25)
-    assert zoom_for(d, d / 3) == pytest.approx(3.0)
+    assert zoom_for(d, d / 3) == pytest.approx(3.0 * ENLARGE_AIM)
     assert zoom_for(d, 1e6) == pytest.approx(1 / 16) and zoom_for(d, 1e-3) == 4.0
 
 
