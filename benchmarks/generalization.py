@@ -31,9 +31,10 @@ def main() -> int:
     ap.add_argument("--diameters", default="none,auto")
     ap.add_argument("--scales", default="0.5,1,2")
     ap.add_argument("--tta", action="store_true")
-    ap.add_argument("--with", dest="merge", default=None, metavar="JSON",
+    ap.add_argument("--with", dest="merge", action="append", default=[], metavar="JSON",
                     help="add the settings of another run of this script on the same model (read "
-                         "when this one ends; e.g. 'none' run in a parallel process)")
+                         "when this one ends; e.g. 'none' run in a parallel process); repeatable; "
+                         "with --diameters '' only merges")
     ap.add_argument("--random-split", action="store_true",
                     help="also score the model card's random val split")
     args = ap.parse_args()
@@ -48,7 +49,7 @@ def main() -> int:
     zooms = [float(z) for z in args.scales.split(",")]
     out = {"machine": machine(), "model": args.model, "split": args.split,
            "n_group_val": len(group_val), "settings": {}}
-    for d in args.diameters.split(","):
+    for d in [d for d in args.diameters.split(",") if d]:  # "" with --with: merge only
         seg = Segmenter(args.model, device="cpu", diameter=None if d == "none" else d,
                         tta=args.tta)
         res = {}
@@ -79,10 +80,10 @@ def main() -> int:
             except Exception as exc:  # the card may not record one
                 res["random_val"] = {"error": str(exc)}
         out["settings"][d] = res
-    if args.merge:
-        other = json.loads(Path(args.merge).read_text())
+    for path in args.merge:
+        other = json.loads(Path(path).read_text())
         if other.get("model") != args.model:
-            raise SystemExit(f"--with {args.merge}: model {other.get('model')!r}, not {args.model!r}")
+            raise SystemExit(f"--with {path}: model {other.get('model')!r}, not {args.model!r}")
         for d, res in other["settings"].items():
             out["settings"].setdefault(d, res)
     if "none" in out["settings"]:

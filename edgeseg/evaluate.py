@@ -105,9 +105,11 @@ def zoom_pair(image: np.ndarray, labels: np.ndarray, zoom: float,
     (area interpolation down, linear up; labels by :func:`resize_labels`)."""
     if zoom == 1.0:
         return image, labels
+    import cv2
+
     from .sizing import resize_image
 
-    small = resize_image(image, zoom)
+    small = resize_image(image, zoom, up=cv2.INTER_LINEAR)
     return small, resize_labels(labels, small.shape[:2], labels_method)
 
 

@@ -93,11 +93,16 @@ def zoom_for(model_diameter: float, diameter: float, enlarge_aim: float | None =
     return float(min(max(z, MIN_ZOOM), MAX_ZOOM))
 
 
-def resize_image(image: np.ndarray, zoom: float) -> np.ndarray:
-    """The frame zoomed (area interpolation down, linear up), any channels and dtype cv2 takes."""
+def resize_image(image: np.ndarray, zoom: float, up: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """The frame zoomed (area interpolation down, bicubic up), any channels and dtype cv2 takes.
+
+    Bicubic keeps the edges of enlarged small nuclei sharper than linear interpolation: on the
+    group split at 0.5x (nuclei of 3-9 px, enlarged 2-4x) the two small-nuclei fluorescence
+    groups score 0.576 instead of 0.564 (v5; Lanczos 0.575). ``up``: another OpenCV interpolation
+    for enlarging (the scale-shift check simulates another objective with linear)."""
     h, w = image.shape[:2]
     size = (max(int(round(w * zoom)), 1), max(int(round(h * zoom)), 1))
-    interp = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if zoom < 1 else up
     arr = np.ascontiguousarray(image)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)

@@ -8,14 +8,17 @@
 #   4. a 6000-step warm restart from cycle 3's best.pt (lr 4e-4, --kind-balance 0.6), 92 min here;
 #   5. a 6000-step warm restart from cycle 4's best.pt (lr 3e-4) adding stain augmentation
 #      (--stain-jitter 0.08: stained images also read with perturbed stain vectors).
-# On a fresh machine without RUN/c4, cycle 5 starts from the shipped v4 weights (`--init default`
-# before v5 ships: the same weights as RUN/c4/best.pt):
-#   FROM_CYCLE=5 C5_INIT=edgeseg/models/default/model.pt scripts/train_default.sh
+# v5 (shipped) is RUN/c5/best.pt: 65 min for cycle 5 here. On a fresh machine without RUN/c4, cycle 5
+# alone starts from the v4 weights kept in git:
+#   git show c991a3f:edgeseg/models/default/model.pt > /tmp/v4.pt
+#   FROM_CYCLE=5 C5_INIT=/tmp/v4.pt scripts/train_default.sh
+# and a sixth cycle continues from the shipped weights (`edgeseg train --init default --split
+# training/splits/dsb2018_groups.json --no-freeze-bn ...` with the cycle-5 options and a new --seed).
 # NICE (default 10) sets the training processes' niceness.
 # Each cycle resumes exactly after an interruption (last.pt every 100 steps, SIGTERM checkpoints).
-# ~240 min of 2-core CPU in all (cycle 3: 64 min, cycle 4: 92 min). Ship with:
-#   .venv/bin/python benchmarks/generalization.py --model RUN/c4/best.pt --json G.json
-#   .venv/bin/python scripts/ship_default.py RUN/c4 --generalization G.json
+# ~300 min of 2-core CPU in all (cycle 3: 64 min, cycle 4: 92 min, cycle 5: 65 min). Ship with:
+#   .venv/bin/python benchmarks/generalization.py --model RUN/c5/best.pt --json G.json
+#   .venv/bin/python scripts/ship_default.py RUN/c5 --generalization G.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
