@@ -99,3 +99,16 @@ def group_split_parser(doc: str):
     ap.add_argument("--split", default=str(REPO / "training/splits/dsb2018_groups.json"))
     ap.add_argument("--json", required=True)
     return ap
+
+
+def labels_at_zoom(seg: Any, image: Any, zoom: float) -> Any:
+    """``seg``'s labels of ``image`` segmented at a forced ``zoom`` (1.0: as given), back at the
+    image's size: what size control does for that zoom, for sweeps of its rules."""
+    if zoom == 1.0:
+        return seg.segment(image).labels
+    import edgeseg.sizing as sizing
+    from edgeseg.postprocess import label_instances
+
+    probs, *_ = seg._zoomed(image, zoom)
+    probs = sizing.resize_probabilities(probs, image.shape[:2])
+    return label_instances(probs, sizing.scaled_postprocess(seg.postprocess, zoom))

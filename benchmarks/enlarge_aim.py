@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import group_split_parser, machine  # noqa: E402
+from _common import group_split_parser, labels_at_zoom, machine  # noqa: E402
 
 AIMS = (1.0, 0.9, 0.8, 0.7)
 
@@ -40,7 +40,6 @@ def main() -> int:
     from edgeseg.data import load_dataset
     from edgeseg.evaluate import zoom_pair
     from edgeseg.metrics import dsb_score
-    from edgeseg.postprocess import label_instances
     from edgeseg.segmenter import Segmenter
 
     split = json.loads(Path(args.split).read_text())
@@ -58,13 +57,7 @@ def main() -> int:
                      for a in AIMS}
             scores = {}
             for z in sorted(set(zooms.values())):
-                if z == 1.0:
-                    lab = seg.segment(img).labels
-                else:
-                    probs, *_ = seg._zoomed(img, z)
-                    probs = sizing.resize_probabilities(probs, img.shape[:2])
-                    lab = label_instances(probs, sizing.scaled_postprocess(seg.postprocess, z))
-                scores[z] = dsb_score(gt, lab)
+                scores[z] = dsb_score(gt, labels_at_zoom(seg, img, z))
             items.append({"id": i, "group": split["groups"][i], "kind": split["kinds"][i],
                           "scale": scale, "diameter": est.diameter,
                           "zoom": {str(a): z for a, z in zooms.items()},

@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _common import group_split_parser, machine  # noqa: E402
+from _common import group_split_parser, labels_at_zoom, machine  # noqa: E402
 
 BANDS = [(1.0, 1.0), (1.5, 1.5), (1.5, 1.25), (1.5, 1.15), (1.3, 1.15), (2.0, 1.25)]
 KEEPS = [(0.5, 2.0), (0.67, 1.5), (0.75, 1.33), (0.8, 1.25)]
@@ -41,7 +41,6 @@ def main() -> int:
     from edgeseg.data import load_dataset
     from edgeseg.evaluate import zoom_pair
     from edgeseg.metrics import dsb_score
-    from edgeseg.postprocess import label_instances
     from edgeseg.segmenter import Segmenter
 
     split = json.loads(Path(args.split).read_text())
@@ -87,13 +86,7 @@ def main() -> int:
         zooms = {1.0} | {zs[n] for zs in chosen.values()}
         img, gt = zoom_pair(by_id[it["id"]].image(), by_id[it["id"]].labels(), it["scale"])
         for z in zooms:
-            if z == 1.0:
-                lab = seg.segment(img).labels
-            else:
-                probs, *_ = seg._zoomed(img, z)
-                probs = sizing.resize_probabilities(probs, img.shape[:2])
-                lab = label_instances(probs, sizing.scaled_postprocess(seg.postprocess, z))
-            scores[(n, z)] = dsb_score(gt, lab)
+            scores[(n, z)] = dsb_score(gt, labels_at_zoom(seg, img, z))
 
     rows = []
     for (band, keep), zs in chosen.items():
