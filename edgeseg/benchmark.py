@@ -350,6 +350,34 @@ def _postprocess_row(cfg: BenchConfig, data: Path, tile: int) -> dict[str, Any]:
     return postprocess_vs_skimage(probs, seg.postprocess, max(cfg.rounds, 3) * 2)
 
 
+# Host memory one open configuration holds per input pixel of a batch (activations, ONNX Runtime's
+# arena, probabilities, labels), measured here at 1024^2: torch 355, ONNX Runtime 546 bytes; rounded up.
+_BYTES_PER_PIXEL = {"onnxruntime": 640}
+_BYTES_PER_PIXEL_DEFAULT = 420  # torch and the naive baseline on the CPU
+_BYTES_PER_PIXEL_DEVICE = 64  # GPU backends: host buffers only
+MEMORY_FRACTION = 0.8  # a block runs only if its estimate fits this share of the available memory
+
+
+def available_memory() -> int | None:
+    """``MemAvailable`` of /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def block_memory(cands: list[Candidate], size: int, batch: int) -> int:
+    """Estimated host memory of timing one (size, batch) block: every configuration stays open
+    (they are timed interleaved), each holding about its bytes per pixel of a batch."""
+    px = size * size * batch
+    return sum(px * (_BYTES_PER_PIXEL.get(c.backend, _BYTES_PER_PIXEL_DEFAULT) if c.device == "cpu"
+                     else _BYTES_PER_PIXEL_DEVICE) for c in cands)
+
+
 def run_bench(cfg: BenchConfig, say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Run the benchmark; the JSON-ready result (machine, versions, model, rows, postprocess)."""
     import tempfile
@@ -381,6 +409,14 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = log.info) -> dict[s
         tile = -(-max(max(cfg.sizes), 1024) // 16) * 16  # no tiling: the naive baseline has none
         for size in cfg.sizes:
             for batch in cfg.batches:
+                need, avail = block_memory(cands, size, batch), available_memory()
+                if avail is not None and need > MEMORY_FRACTION * avail:  # not an OOM kill
+                    msg = (f"size {size}, batch {batch}: needs about {need / 2**30:.1f} GiB with "
+                           f"{len(cands)} configurations open, {avail / 2**30:.1f} GiB available; "
+                           "time fewer at once (--only) or a smaller --batch")
+                    skipped.append(msg)
+                    say(f"skipped: {msg}")
+                    continue
                 n = max(cfg.frames, batch) // batch * batch
                 frames = mosaics(data, size, n)
                 timed = [(c, m) for c in cands for m in (("serial",) if c.backend == "naive" else cfg.modes)]
