@@ -350,39 +350,11 @@ def _postprocess_row(cfg: BenchConfig, data: Path, tile: int) -> dict[str, Any]:
     return postprocess_vs_skimage(probs, seg.postprocess, max(cfg.rounds, 3) * 2)
 
 
-# Host memory one open configuration holds per input pixel of a batch (activations, ONNX Runtime's
-# arena, probabilities, labels), measured here at 1024^2: torch 355, ONNX Runtime 546 bytes; rounded up.
-_BYTES_PER_PIXEL = {"onnxruntime": 640}
-_BYTES_PER_PIXEL_DEFAULT = 420  # torch and the naive baseline on the CPU
-_BYTES_PER_PIXEL_DEVICE = 64  # GPU backends: host buffers only
-MEMORY_FRACTION = 0.8  # a block runs only if its estimate fits this share of the available memory
-
-
-def available_memory() -> int | None:
-    """``MemAvailable`` of /proc/meminfo in bytes (None where there is none)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def block_memory(cands: list[Candidate], size: int, batch: int) -> int:
-    """Estimated host memory of timing one (size, batch) block: every configuration stays open
-    (they are timed interleaved), each holding about its bytes per pixel of a batch."""
-    px = size * size * batch
-    return sum(px * (_BYTES_PER_PIXEL.get(c.backend, _BYTES_PER_PIXEL_DEFAULT) if c.device == "cpu"
-                     else _BYTES_PER_PIXEL_DEVICE) for c in cands)
-
-
 def run_bench(cfg: BenchConfig, say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Run the benchmark; the JSON-ready result (machine, versions, model, rows, postprocess)."""
     import tempfile
 
-    from .benchreport import machine, model_facts, versions
+    from .benchreport import MEMORY_FRACTION, available_memory, block_memory, machine, model_facts, versions
 
     if not cfg.sizes or any(s < 32 for s in cfg.sizes) or not cfg.batches or min(cfg.batches) < 1:
         raise InputError(f"sizes must be >= 32 px and batches >= 1, got {cfg.sizes} / {cfg.batches}")

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["machine", "versions", "model_facts", "cpu_flags", "table", "plot"]
+__all__ = ["machine", "versions", "model_facts", "cpu_flags", "table", "plot", "available_memory",
+           "block_memory"]
 
 _FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
           "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16", "asimd", "asimddp", "asimdhp")
@@ -146,3 +147,32 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "edgeseg
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+# Host memory one open configuration holds per input pixel of a batch (activations, ONNX Runtime's
+# arena, probabilities, labels), measured here at 1024^2: torch 355, ONNX Runtime 546 bytes; rounded up.
+_BYTES_PER_PIXEL = {"onnxruntime": 640}
+_BYTES_PER_PIXEL_DEFAULT = 420  # torch and the naive baseline on the CPU
+_BYTES_PER_PIXEL_DEVICE = 64  # GPU backends: host buffers only
+MEMORY_FRACTION = 0.8  # a block runs only if its estimate fits this share of the available memory
+
+
+def available_memory() -> int | None:
+    """``MemAvailable`` of /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def block_memory(cands: list[Any], size: int, batch: int) -> int:
+    """Estimated host memory of timing one (size, batch) block: every configuration stays open
+    (they are timed interleaved), each holding about its bytes per pixel of a batch; ``cands``
+    have ``backend`` and ``device``."""
+    px = size * size * batch
+    return sum(px * (_BYTES_PER_PIXEL.get(c.backend, _BYTES_PER_PIXEL_DEFAULT) if c.device == "cpu"
+                     else _BYTES_PER_PIXEL_DEVICE) for c in cands)

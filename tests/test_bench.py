@@ -65,14 +65,15 @@ def test_cpu_flags_come_from_cpuinfo():
 def test_bench_skips_a_block_that_would_not_fit_in_memory(tmp_path, capsys, monkeypatch):
     """2048^2 x batch 8 with every configuration open was OOM-killed on a 24 GiB machine, losing
     every row: a block whose estimate does not fit is skipped with the reason, the rest is kept."""
-    import edgeseg.benchmark as bm
-    from edgeseg.benchmark import Candidate, block_memory
+    import edgeseg.benchreport as br
+    from edgeseg.benchmark import Candidate
+    from edgeseg.benchreport import block_memory
     one = block_memory([Candidate("torch", "fp32", "cpu")], 64, 1)
     assert one == 64 * 64 * 420
     assert block_memory([Candidate("onnxruntime", "int8", "cpu")] * 2, 64, 8) == 2 * 8 * 64 * 64 * 640
     assert block_memory([Candidate("torch", "fp16", "cuda")], 64, 1) < one
     # 'available': enough for torch at batch 1, not at batch 8
-    monkeypatch.setattr(bm, "available_memory", lambda: int(2 * block_memory(
+    monkeypatch.setattr(br, "available_memory", lambda: int(2 * block_memory(
         [Candidate("naive", "fp32", "cpu"), Candidate("torch", "fp32", "cpu")], 48, 1) / 0.8))
     out = tmp_path / "bench.json"
     assert main(["bench", "--device", "cpu", "--only", "naive", "torch/fp32", "--sizes", "48",
