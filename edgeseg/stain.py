@@ -19,7 +19,6 @@ RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],
                          [0.07, 0.99, 0.11],
                          [0.27, 0.57, 0.78]], dtype=np.float64)
 RGB_FROM_HED /= np.linalg.norm(RGB_FROM_HED, axis=1, keepdims=True)
-_H_FROM_RGB = np.linalg.inv(RGB_FROM_HED)[:, 0].astype(np.float32)  # OD (R, G, B) -> H
 
 
 def h_projection(rgb_from_hed: np.ndarray) -> np.ndarray:
@@ -35,6 +34,9 @@ def h_projection(rgb_from_hed: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         raise InputError("stain vectors are linearly dependent (singular 3 x 3 matrix); give "
                          "three distinct stain directions.") from None
+
+
+_H_FROM_RGB = h_projection(RGB_FROM_HED)  # OD (R, G, B) -> H
 
 
 def _white_level(rgb: np.ndarray) -> float:
