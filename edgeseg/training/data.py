@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import io
 import logging
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,11 @@ class StepBatches(torch.utils.data.Dataset):
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    # Ctrl-C and `timeout` signal the whole process group: the training process checkpoints and
+    # shuts the workers down itself; a worker dying of the signal would crash that instead.
+    # (A worker whose parent is gone exits by itself: torch's worker watchdog.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def iter_batches(data: TrainSet, start: int, stop: int, rank: int, workers: int,
@@ -374,6 +380,7 @@ class RunLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: dict[int, dict[str, Any]] = {}
+        self._warned_plot = False
 
     def load(self, upto: int) -> None:
         """Read an existing log, keeping rows of steps <= ``upto`` (later ones are redone)."""
@@ -410,8 +417,16 @@ class RunLog:
         return xs, ys
 
     def plot(self, path: Path) -> None:
-        """Loss (log scale) and val DSB score vs step, as a PNG (matplotlib Agg)."""
-        from matplotlib.figure import Figure  # no pyplot: no global backend state
+        """Loss (log scale) and val DSB score vs step, as a PNG (matplotlib Agg); skipped with
+        a warning where matplotlib is not installed (log.csv holds the same numbers)."""
+        try:
+            from matplotlib.figure import Figure  # no pyplot: no global backend state
+        except ImportError:
+            if not self._warned_plot:
+                log.warning("matplotlib is not installed: %s is not drawn (log.csv holds the "
+                            "curves; pip install matplotlib)", path.name)
+                self._warned_plot = True
+            return
         fig = Figure(figsize=(10, 4), dpi=100)
         ax1, ax2 = fig.subplots(1, 2)
         for col in ("loss", "ce", "dice"):

@@ -207,6 +207,32 @@ def test_sigterm_checkpoints_and_stops(tiny: Path, tmp_path: Path) -> None:
     assert 2 <= step < 50  # the step reached when the signal came, not only the last multiple
 
 
+def test_sigterm_to_the_process_group_with_workers(tiny: Path, tmp_path: Path) -> None:
+    """`timeout` and Ctrl-C signal the whole process group, batch workers included: the run
+    still checkpoints and stops cleanly (the workers leave the shutdown to it)."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _train_cmd("--data", str(tiny), "--out", str(run), "--steps", "200", "--ckpt-every", "2",
+                   "--val-every", "200", "--workers", "2", *TINY_ARGS),
+        cwd=REPO, env=_env(EDGESEG_TEST_STEP_SLEEP="0.1"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while _step(run / "last.pt") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err.decode()
+    assert b"Traceback" not in err, err.decode()
+    assert b"--resume" in out
+    assert 2 <= _step(run / "last.pt") < 200
+
+
 def test_batches_are_a_function_of_seed_step_rank(tiny: Path) -> None:
     from edgeseg.data import NormConfig, load_dataset
     from edgeseg.targets import TargetConfig
@@ -312,3 +338,20 @@ def test_balanced_batches_are_deterministic_and_follow_probs(tiny: Path) -> None
     a = make_batch(data, seed=3, step=7, rank=0, **kw)
     b = make_batch(data, seed=3, step=7, rank=0, **kw)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_curves_are_skipped_without_matplotlib(tmp_path: Path, monkeypatch, caplog) -> None:
+    from edgeseg.training.data import RunLog
+
+    runlog = RunLog(tmp_path / "log.csv")
+    runlog.add(1, loss=0.5, ce=0.3, dice=0.2)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import raises ImportError
+    with caplog.at_level("WARNING"):
+        runlog.plot(tmp_path / "curves.png")
+        runlog.plot(tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "matplotlib is not installed" in caplog.records[0].message
+    monkeypatch.delitem(sys.modules, "matplotlib.figure")
+    runlog.plot(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
