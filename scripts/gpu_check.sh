@@ -13,20 +13,10 @@
 # the whole run (default 280 s: the tests get ~60% of it, bench the rest).
 set -u -o pipefail
 
-if [ $# -ne 1 ] || [ -z "$1" ]; then
-    echo "usage: scripts/gpu_check.sh OUTDIR (the folder the results are written to)" >&2
-    exit 2
-fi
-OUT=$1
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$REPO/.venv/bin/python" ]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
-fi
+. "$(dirname "$0")/_gpu_common.sh"
+gpu_script_setup gpu_check.sh "the results are written to" "$@"
 BUDGET=${GPU_CHECK_BUDGET_S:-280}
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-
-cuda=$("$PYTHON" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
-if [ "$cuda" != "1" ]; then
+if [ "$CUDA_OK" != "1" ]; then
     echo "gpu_check: no CUDA GPU visible to $PYTHON's torch on this machine (or no torch); nothing to check, exiting 0"
     exit 0
 fi

@@ -25,20 +25,10 @@
 #   default 420 s; threshold tuning at the end of a completed run is inside it)  PYTHON.
 set -u -o pipefail
 
-if [ $# -ne 1 ] || [ -z "$1" ]; then
-    echo "usage: scripts/gpu_train.sh OUTDIR (the folder the weights and logs are written to)" >&2
-    exit 2
-fi
-OUT=$1
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$REPO/.venv/bin/python" ]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
-fi
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
-
+. "$(dirname "$0")/_gpu_common.sh"
+gpu_script_setup gpu_train.sh "the weights and logs are written to" "$@"
 DEVICE=${GPU_TRAIN_DEVICE:-cuda}  # "cpu": a dry run of the same steps (the script's own test)
-cuda=$("$PYTHON" -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
-if [ "$cuda" != "1" ] && [ "$DEVICE" = cuda ]; then
+if [ "$CUDA_OK" != "1" ] && [ "$DEVICE" = cuda ]; then
     echo "gpu_train: no CUDA GPU visible to $PYTHON's torch on this machine (or no torch); nothing to train, exiting 0"
     exit 0
 fi

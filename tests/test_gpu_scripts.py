@@ -1,4 +1,6 @@
-"""scripts/gpu_train.sh (the prepared GPU training run) and scripts/pack_data.py (its data pack)."""
+"""The prepared GPU scripts: scripts/gpu_check.sh (issue 11's check), scripts/gpu_train.sh (a
+training run on the GPU) and scripts/pack_data.py (the data pack gpu_train.sh reads there).
+On a machine without a CUDA GPU each script says so, writes nothing and exits 0."""
 
 from __future__ import annotations
 
@@ -10,11 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2")
-
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "gpu_train.sh"
-PACK = REPO / "scripts" / "pack_data.py"
+SCRIPTS = REPO / "scripts"
+SCRIPT = SCRIPTS / "gpu_train.sh"
 
 
 def _cuda() -> bool:
@@ -25,25 +25,29 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.mark.parametrize("name", ["gpu_check.sh", "gpu_train.sh"])
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-@pytest.mark.skipif(_cuda(), reason="this machine has a CUDA GPU: the script would train")
-def test_cpu_machine_says_so_and_exits_0(tmp_path):
+@pytest.mark.skipif(_cuda(), reason="this machine has a CUDA GPU: the script would run")
+def test_cpu_machine_says_so_and_exits_0(tmp_path, name):
     out = tmp_path / "results"
-    proc = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True,
-                          timeout=120, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(["bash", str(SCRIPTS / name), str(out)], capture_output=True,
+                          text=True, timeout=120,
+                          env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert "no CUDA GPU" in proc.stdout
     assert not out.exists()
 
 
-def test_needs_an_outdir():
-    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("name", ["gpu_check.sh", "gpu_train.sh"])
+def test_needs_an_outdir(name):
+    proc = subprocess.run(["bash", str(SCRIPTS / name)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "usage: scripts/gpu_train.sh OUTDIR" in proc.stderr
+    assert f"usage: scripts/{name} OUTDIR" in proc.stderr
 
 
 def _dataset(root: Path) -> dict[str, np.ndarray]:
     """An RGBA grey image, an RGBA colour image and a plain grey one, with labels."""
+    cv2 = pytest.importorskip("cv2")
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
