@@ -16,7 +16,7 @@ _OVERRIDES = {
     "max_images": "max_images", "split": "split_file", "init": "init",
     "scale_min": "augment__scale_min", "scale_max": "augment__scale_max",
     "stain_jitter": "augment__stain_jitter", "freeze_bn": "freeze_bn",
-    "kind_balance": "kind_balance",
+    "kind_balance": "kind_balance", "size_reference": "size_reference",
 }
 
 _EPILOG = """\
@@ -73,6 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--stain-jitter", type=float,
                    help="stain augmentation: also read stained images with stain vectors "
                         "perturbed by N(0, S) per component (e.g. 0.05; 0: off)")
+    p.add_argument("--size-reference", type=float, metavar="PX",
+                   help="bring every image to the size the runtime's size control gives a model "
+                        "of this nucleus diameter before augmenting (default: the base model's "
+                        "diameter with --init, else 0: images as they are)")
     p.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="keep BatchNorm statistics as initialised (default: on with --init, "
                         "the fine-tuning recipe; off otherwise)")

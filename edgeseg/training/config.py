@@ -72,6 +72,11 @@ class TrainConfig:
     tune_min_sizes: tuple = (0, 8, 16, 32, 48, 64)
     split_file: str = ""  # train/val ids from this split file (e.g. the group split); "" = seeded
     init: str = ""  # start from these weights ("default", a checkpoint or run folder); "" = random
+    # > 0: every training and val image is first zoomed as the runtime's size control zooms a
+    # frame for a model of this nucleus diameter (px), then augmented; 0: images as they are.
+    # Fine-tuning sets the base model's diameter: the lab's images are learnt at the size the
+    # base model (and `diameter="auto"`) will show them.
+    size_reference: float = 0.0
 
     def __post_init__(self) -> None:
         for name, cls in _NESTED.items():
@@ -92,6 +97,10 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
                     or v < 0:
                 raise InputError(f"TrainConfig.{name} must be a finite number >= 0, got {v!r}.")
+        if isinstance(self.size_reference, bool) or not isinstance(self.size_reference, (int, float)) \
+                or not math.isfinite(self.size_reference) or self.size_reference < 0:
+            raise InputError(f"TrainConfig.size_reference must be a diameter in px >= 0 (0: off), "
+                             f"got {self.size_reference!r}.")
         if not self.lr > 0:
             raise InputError(f"TrainConfig.lr must be > 0, got {self.lr!r}; e.g. 2e-3.")
         if not isinstance(self.freeze_bn, bool):
@@ -193,8 +202,15 @@ def finetune_config(base: Any, init: str, **overrides: Any) -> TrainConfig:
     class encoding; a short schedule (600 steps) at a low learning rate (2e-4, 30 warm-up steps),
     strong augmentation (scale 0.5x-2x, stronger intensity/blur/noise), BatchNorm statistics
     frozen (a few images cannot stand for them), a quarter of the images for validation, every
-    100 steps and before the first (the base itself is a candidate for ``best.pt``).
-    ``overrides`` are ``TrainConfig.replace`` keys."""
+    100 steps and before the first (the base itself is a candidate for ``best.pt``), and the
+    lab's images learnt and validated at the size the base model's size control will show them
+    (``size_reference``: the base's nucleus diameter), so that the fine-tuned model keeps the
+    base's diameter and its operating point. ``overrides`` are ``TrainConfig.replace`` keys."""
+    from ..sizing import DEFAULT_DIAMETER
+
+    diameter = (base.model_card or {}).get("nucleus_diameter")
+    if not (isinstance(diameter, (int, float)) and diameter > 0):
+        diameter = DEFAULT_DIAMETER  # what ModelInfo.diameter assumes for such a model
     recipe = TrainConfig(
         model=base.model_config, norm=NormConfig.from_dict(base.norm_config),
         targets=TargetConfig.from_dict(base.target_config),
@@ -202,5 +218,5 @@ def finetune_config(base: Any, init: str, **overrides: Any) -> TrainConfig:
         augment=AugmentConfig(intensity_scale=0.3, intensity_shift=0.15, gamma=0.7,
                               blur_prob=0.3, noise_prob=0.4, scale_min=0.5, scale_max=2.0),
         steps=600, lr=2e-4, warmup_steps=30, val_fraction=0.25, val_every=100, ckpt_every=50,
-        log_every=10, init=init, freeze_bn=True)
+        log_every=10, init=init, freeze_bn=True, size_reference=float(diameter))
     return recipe.replace(**overrides)

@@ -43,8 +43,10 @@ from ..data import (
     uses_stain,
 )
 from ..errors import DataError
+from ..evaluate import resize_labels
 from ..metrics import score_image
 from ..postprocess import PostprocessConfig, label_instances
+from ..sizing import instance_diameters, resize_image, zoom_for
 from ..targets import TargetConfig, encode
 from ..tiling import pad_to_multiple  # the runtime's padding: validation = deployment
 
@@ -141,7 +143,7 @@ class TrainSet:
     def __init__(self, samples: Sequence[Sample], norm: NormConfig, targets: TargetConfig,
                  progress: bool = False, keep_labels: bool = False,
                  kinds: dict[str, str] | None = None, kind_balance: float = 0.0,
-                 stain_jitter: float = 0.0, seed: int = 0) -> None:
+                 stain_jitter: float = 0.0, seed: int = 0, size_reference: float = 0.0) -> None:
         self.ids: list[str] = []
         self.images: list[np.ndarray] = []
         # per image: other readings of a stained image (perturbed stain vectors), or []
@@ -151,17 +153,23 @@ class TrainSet:
         self.labels: list[np.ndarray] = []  # instance labels, kept for scale augmentation
         self.target_cfg = targets
         self.diameters: list[float] = []  # median nucleus diameter (px) of each image
+        self.zooms: list[float] = []  # per image: the size_reference zoom applied at load
         for s in _tqdm(samples, progress, desc="load train", unit="img"):
             raw = s.image()
             image, _ = normalize(raw, norm)
-            self.variants.append(
-                [normalize(raw, norm, stains=jitter_stains(stain_jitter, stain_rng))[0]
-                 .astype(np.float16) for _ in range(STAIN_VARIANTS)]
-                if stain_jitter > 0 and uses_stain(raw, norm) else [])
+            variants = ([normalize(raw, norm, stains=jitter_stains(stain_jitter, stain_rng))[0]
+                         for _ in range(STAIN_VARIANTS)]
+                        if stain_jitter > 0 and uses_stain(raw, norm) else [])
             labels = s.labels()
             if labels.shape != image.shape:
                 raise DataError(f"sample {s.id}: labels {labels.shape} and image {image.shape} "
                                 "differ in size; fix the label file.")
+            zoom = size_zoom(labels, size_reference)
+            if zoom != 1.0:
+                image, labels = zoom_normalised(image, labels, zoom)
+                variants = [zoom_normalised(v, None, zoom)[0] for v in variants]
+            self.zooms.append(zoom)
+            self.variants.append([v.astype(np.float16) for v in variants])
             self.ids.append(s.id)
             self.images.append(image.astype(np.float16))
             _, areas = np.unique(labels[labels > 0], return_counts=True)
@@ -283,12 +291,36 @@ class ValSet(list):
 
     @classmethod
     def load(cls, samples: Sequence[Sample], kinds: dict[str, str], norm: NormConfig,
-             progress: bool = False) -> ValSet:
+             progress: bool = False, size_reference: float = 0.0) -> ValSet:
+        """``size_reference`` > 0: each image and its labels zoomed as for training
+        (:func:`size_zoom`), so validation scores the operating point the runtime will use."""
         out = cls()
         for s in _tqdm(samples, progress, desc="load val", unit="img"):
             image, _ = normalize(s.image(), norm)
-            out.append(ValItem(s.id, kinds.get(s.id, "unknown"), image, s.labels()))
+            labels = s.labels()
+            image, labels = zoom_normalised(image, labels, size_zoom(labels, size_reference))
+            out.append(ValItem(s.id, kinds.get(s.id, "unknown"), image, labels))
         return out
+
+
+def size_zoom(labels: np.ndarray, size_reference: float) -> float:
+    """The zoom the runtime's size control applies to a frame of these nuclei for a model
+    trained at ``size_reference`` px (:func:`edgeseg.sizing.zoom_for` of their median diameter);
+    1.0 when ``size_reference`` is 0 or there are no nuclei."""
+    if size_reference <= 0:
+        return 1.0
+    diameters = instance_diameters(labels)
+    return zoom_for(size_reference, float(np.median(diameters))) if diameters.size else 1.0
+
+
+def zoom_normalised(image: np.ndarray, labels: np.ndarray | None, zoom: float
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A normalised image resized by ``zoom`` as the runtime resizes frames
+    (:func:`edgeseg.sizing.resize_image`), and its labels aligned with it (centred)."""
+    if zoom == 1.0:
+        return image, labels
+    image = resize_image(np.asarray(image, np.float32), zoom)
+    return image, None if labels is None else resize_labels(labels, image.shape)
 
 
 # ----------------------------------------------------------------------------- validation

@@ -62,7 +62,7 @@ def finalize(run_dir: str | os.PathLike, checkpoint: str = "best.pt", out: str =
     cfg = load_run_config(run_dir)
     ckpt = load_checkpoint(run_dir / checkpoint)
     _, val_s, kinds, _ = load_run_split(run_dir / "split.json", None)
-    val = ValSet.load(val_s, kinds, cfg.norm, progress=progress)
+    val = ValSet.load(val_s, kinds, cfg.norm, progress=progress, size_reference=cfg.size_reference)
     dev = torch.device(device)
     net = ckpt.build_model().to(dev)
     probs = val_probs(net, val, dev, cfg.model.multiple, progress=progress)

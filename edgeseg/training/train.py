@@ -158,8 +158,9 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
     data = TrainSet(train_s, cfg.norm, cfg.targets, progress=progress and d.main,
                     keep_labels=cfg.augment.rescales, kinds=kinds,
                     kind_balance=cfg.kind_balance, stain_jitter=cfg.augment.stain_jitter,
-                    seed=cfg.seed)
-    val = ValSet.load(val_s, kinds, cfg.norm, progress=progress and d.main) if d.main else None
+                    seed=cfg.seed, size_reference=cfg.size_reference)
+    val = ValSet.load(val_s, kinds, cfg.norm, progress=progress and d.main,
+                      size_reference=cfg.size_reference) if d.main else None
     log.info("loaded %d train images (%.0f MB) and %d val images in %.1f s", len(data),
              data.nbytes / 2**20, len(val_s), time.perf_counter() - t)
     card = {"data": {"root": str(data_dir), "n_train": len(train_s), "n_val": len(val_s),
@@ -169,7 +170,8 @@ def train(cfg: TrainConfig | None, data_dir: str | os.PathLike | None,
                                    for k in sorted({kinds.get(s.id) for s in val_s})}},
             "train_config": cfg.to_dict(),
             # the size Segmenter(diameter=...) rescales nuclei to (scale augmentation around it)
-            "nucleus_diameter": round(data.nucleus_diameter, 2)}
+            # (the size_reference the images were brought to, when one was set)
+            "nucleus_diameter": round(cfg.size_reference or data.nucleus_diameter, 2)}
     run = TrainingRun(cfg, run_dir, dev, d, data, val, card, progress)
     if resume and (run_dir / "last.pt").is_file():
         run.restore(load_checkpoint(run_dir / "last.pt"))

@@ -63,3 +63,77 @@ def test_freeze_bn_config_validation():
     old = TrainConfig().to_dict()
     del old["freeze_bn"]  # a run folder written before the field existed
     assert TrainConfig.from_dict(old).freeze_bn is False
+
+
+def _discs(radius: int, shape=(160, 200), n=6) -> "tuple":
+    import numpy as np
+    cv2 = pytest.importorskip("cv2")
+    lab = np.zeros(shape, np.int32)
+    for k in range(n):
+        cy, cx = 2 * radius + (k // 3) * 3 * radius, 2 * radius + (k % 3) * 3 * radius
+        cv2.circle(lab, (cx, cy), radius, k + 1, -1)
+    img = (lab > 0).astype(np.float32)
+    return img, lab
+
+
+def test_size_zoom_follows_the_runtime_rule():
+    import numpy as np
+
+    from edgeseg.sizing import zoom_for
+    from edgeseg.training.data import size_zoom
+
+    _, big = _discs(20)  # ~40 px nuclei
+    d = 2 * np.sqrt(np.bincount(big.ravel())[1:].mean() / np.pi)
+    assert size_zoom(big, 19.0) == pytest.approx(zoom_for(19.0, d)) == pytest.approx(19.0 / d)
+    assert size_zoom(big, 0.0) == 1.0  # off
+    assert size_zoom(_discs(10)[1], 19.0) == 1.0  # inside the keep range: as the runtime does
+    assert size_zoom(np.zeros((50, 50), np.int32), 19.0) == 1.0  # no nuclei
+
+
+def test_train_and_val_sets_learn_at_the_reference_size(tmp_path):
+    import numpy as np
+    cv2 = pytest.importorskip("cv2")
+
+    from edgeseg.data import NormConfig, load_dataset
+    from edgeseg.targets import TargetConfig
+    from edgeseg.training.data import TrainSet, ValSet
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    img, lab = _discs(20)
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), (img * 200 + 20).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "labels" / "a.png"), lab.astype(np.uint16))
+    samples = load_dataset(tmp_path)
+    plain = TrainSet(samples, NormConfig(), TargetConfig(), keep_labels=True)
+    sized = TrainSet(samples, NormConfig(), TargetConfig(), keep_labels=True, size_reference=19.0)
+    assert plain.zooms == [1.0] and sized.zooms[0] == pytest.approx(0.475, abs=0.02)
+    assert sized.images[0].shape == sized.labels[0].shape
+    assert sized.images[0].shape[0] == round(160 * sized.zooms[0])
+    assert plain.nucleus_diameter == pytest.approx(40, abs=1.5)
+    assert sized.nucleus_diameter == pytest.approx(19.0, abs=1.0)
+    assert int(sized.labels[0].max()) == 6  # every nucleus kept
+    val = ValSet.load(samples, {}, NormConfig(), size_reference=19.0)
+    assert val[0].image.shape == val[0].labels.shape == sized.images[0].shape
+
+
+def test_finetune_keeps_the_base_diameter(base, tmp_path):
+    data, init = base
+    from edgeseg.training.config import finetune_config
+
+    ckpt = load_checkpoint(init)
+    assert finetune_config(ckpt, str(init)).size_reference == pytest.approx(
+        ckpt.model_card["nucleus_diameter"])
+    assert finetune_config(ckpt, str(init), size_reference=0.0).size_reference == 0.0
+    run = tmp_path / "ft"
+    assert cli.main(["train", "--init", str(init), "--data", str(data), "--out", str(run),
+                     "--steps", "2", "--val-every", "2", *FT_ARGS]) == 0
+    card = load_checkpoint(run / "best.pt").model_card
+    assert card["nucleus_diameter"] == pytest.approx(ckpt.model_card["nucleus_diameter"], abs=0.01)
+    assert json.loads((run / "config.json").read_text())["size_reference"] > 0
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), True, "19"])
+def test_size_reference_validation(bad):
+    from edgeseg.errors import InputError
+    with pytest.raises(InputError, match="size_reference"):
+        TrainConfig(size_reference=bad)
