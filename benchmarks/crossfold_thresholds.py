@@ -32,7 +32,7 @@ def main() -> int:
     from edgeseg.data import load_dataset
     from edgeseg.segmenter import Segmenter
     from edgeseg.training.config import TrainConfig
-    from edgeseg.training.data import ValItem, ValSet, score_probs, tune_postprocess
+    from edgeseg.training.validation import ValItem, ValSet, score_probs, tune_postprocess
 
     split = json.loads(Path(args.split).read_text())
     by_id = {s.id: s for s in load_dataset(args.data)}

@@ -9,18 +9,18 @@
   ``(seed, step, rank)``: batch composition and augmentation come from
   ``np.random.default_rng([seed, step, rank])``, so a resumed run sees exactly the batches an
   uninterrupted run would, whatever the number of loader workers.
-* :class:`ValSet`: normalised val images at full size with their instance labels and kinds.
+* :func:`size_zoom` / :func:`zoom_normalised`: images brought to a reference nucleus size
+  (``TrainConfig.size_reference``, the fine-tuning recipe), as the runtime's size control would.
+
+Validation lives in :mod:`edgeseg.training.validation`, the run log in
+:mod:`edgeseg.training.runlog`.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import logging
 import signal
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from .._atomic import atomic_open, atomic_write_text
-from .augment import STAIN_VARIANTS, AugmentConfig, augment_labels, augment_pair, jitter_stains
 from ..data import (
-    IMAGE_KINDS,
     NormConfig,
     Sample,
     load_dataset,
@@ -44,30 +41,24 @@ from ..data import (
 )
 from ..errors import DataError
 from ..evaluate import resize_labels
-from ..metrics import score_image
-from ..postprocess import PostprocessConfig, label_instances
 from ..sizing import instance_diameters, resize_image, zoom_for
 from ..targets import TargetConfig, encode
-from ..tiling import pad_to_multiple  # the runtime's padding: validation = deployment
+from .augment import STAIN_VARIANTS, AugmentConfig, augment_labels, augment_pair, jitter_stains
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "RunLog",
     "StepBatches",
     "TrainSet",
-    "ValSet",
+    "copy_split",
     "default_data_dir",
     "iter_batches",
-    "copy_split",
     "load_run_split",
     "make_batch",
     "make_split",
     "sampling_probs",
-    "predict_probs",
-    "score_probs",
-    "tune_postprocess",
-    "val_probs",
+    "size_zoom",
+    "zoom_normalised",
 ]
 
 
@@ -172,9 +163,9 @@ class TrainSet:
             self.variants.append([v.astype(np.float16) for v in variants])
             self.ids.append(s.id)
             self.images.append(image.astype(np.float16))
-            _, areas = np.unique(labels[labels > 0], return_counts=True)
-            if areas.size:
-                self.diameters.append(float(np.median(2.0 * np.sqrt(areas / np.pi))))
+            diameters = instance_diameters(labels)
+            if diameters.size:
+                self.diameters.append(float(np.median(diameters)))
             if keep_labels:  # targets are encoded per crop, after zooming
                 self.labels.append(labels.astype(np.uint16 if labels.max() < 65536 else np.int32))
             else:
@@ -278,31 +269,6 @@ def iter_batches(data: TrainSet, start: int, stop: int, rank: int, workers: int,
                                             prefetch_factor=4, persistent_workers=False))
 
 
-@dataclass
-class ValItem:
-    id: str
-    kind: str
-    image: np.ndarray   # normalised float32 H x W
-    labels: np.ndarray  # int32 H x W
-
-
-class ValSet(list):
-    """The validation images at full size (a list of :class:`ValItem`)."""
-
-    @classmethod
-    def load(cls, samples: Sequence[Sample], kinds: dict[str, str], norm: NormConfig,
-             progress: bool = False, size_reference: float = 0.0) -> ValSet:
-        """``size_reference`` > 0: each image and its labels zoomed as for training
-        (:func:`size_zoom`), so validation scores the operating point the runtime will use."""
-        out = cls()
-        for s in _tqdm(samples, progress, desc="load val", unit="img"):
-            image, _ = normalize(s.image(), norm)
-            labels = s.labels()
-            image, labels = zoom_normalised(image, labels, size_zoom(labels, size_reference))
-            out.append(ValItem(s.id, kinds.get(s.id, "unknown"), image, labels))
-        return out
-
-
 def size_zoom(labels: np.ndarray, size_reference: float) -> float:
     """The zoom the runtime's size control applies to a frame of these nuclei for a model
     trained at ``size_reference`` px (:func:`edgeseg.sizing.zoom_for` of their median diameter);
@@ -321,166 +287,3 @@ def zoom_normalised(image: np.ndarray, labels: np.ndarray | None, zoom: float
         return image, labels
     image = resize_image(np.asarray(image, np.float32), zoom)
     return image, None if labels is None else resize_labels(labels, image.shape)
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-@torch.no_grad()
-def predict_probs(model: torch.nn.Module, image: np.ndarray, device: torch.device,
-                  multiple: int, amp_dtype: torch.dtype | None = None) -> np.ndarray:
-    """Softmax probabilities ``3 x H x W`` (float16) of one normalised image at full size:
-    reflection-padded to multiples of ``multiple``, cropped back."""
-    h, w = image.shape
-    x = torch.from_numpy(np.ascontiguousarray(pad_to_multiple(image, multiple)))[None, None]
-    x = x.to(device).contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                        enabled=amp_dtype is not None):
-        logits = model(x)
-    probs = torch.softmax(logits.float(), dim=1)[0, :, :h, :w]
-    return probs.to(torch.float16).cpu().numpy()
-
-
-def val_probs(model: torch.nn.Module, val: ValSet, device: torch.device, multiple: int,
-              amp_dtype: torch.dtype | None = None, progress: bool = False) -> list[np.ndarray]:
-    """:func:`predict_probs` of every val image (the model is put in eval mode and back)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return [predict_probs(model, v.image, device, multiple, amp_dtype)
-                for v in _tqdm(val, progress, desc="val", unit="img", leave=False)]
-    finally:
-        model.train(was_training)
-
-
-def score_probs(probs: Sequence[np.ndarray], val: ValSet, pp: PostprocessConfig
-                ) -> dict[str, Any]:
-    """Mean DSB score, AP@0.5, F1@0.5 (overall and DSB per image kind) and per-image DSB scores
-    of val probabilities through :func:`edgeseg.postprocess.label_instances`."""
-    per_image: dict[str, float] = {}
-    ap50, f1 = [], []
-    by_kind: dict[str, list[float]] = {}
-    for p, v in zip(probs, val):
-        s = score_image(v.labels, label_instances(p.astype(np.float32), pp))
-        per_image[v.id] = float(s.dsb_score)
-        ap50.append(s.ap50)
-        f1.append(s.f1_50)
-        by_kind.setdefault(v.kind, []).append(float(s.dsb_score))
-    return {
-        "dsb_score": float(np.mean(list(per_image.values()))) if per_image else float("nan"),
-        "ap50": float(np.mean(ap50)) if ap50 else float("nan"),
-        "f1_50": float(np.mean(f1)) if f1 else float("nan"),
-        "n_images": len(per_image),
-        "per_kind": {k: {"dsb_score": float(np.mean(v)), "n_images": len(v)}
-                     for k, v in sorted(by_kind.items())},
-        "per_image": per_image,
-    }
-
-
-def tune_postprocess(probs: Sequence[np.ndarray], val: ValSet, base: PostprocessConfig,
-                     seed_thresholds: Sequence[float], fg_thresholds: Sequence[float],
-                     min_sizes: Sequence[int], progress: bool = False
-                     ) -> tuple[PostprocessConfig, dict[str, Any], list[dict[str, Any]]]:
-    """Grid search of seed_threshold x fg_threshold x min_size maximising the mean val DSB
-    score. Ties keep the earlier grid point (grids are searched in the order given; the base
-    config's values are tried first). Returns (best config, its scores, the whole table)."""
-    grid = [(s, f, m) for s in seed_thresholds for f in fg_thresholds for m in min_sizes]
-    first = (base.seed_threshold, base.fg_threshold, base.min_size)
-    grid = [first] + [g for g in grid if g != first]
-    best_cfg, best, table = base, None, []
-    for s, f, m in _tqdm(grid, progress, desc="tune thresholds", leave=False):
-        cfg = dataclasses.replace(base, seed_threshold=float(s), fg_threshold=float(f),
-                                  min_size=int(m))
-        res = score_probs(probs, val, cfg)
-        table.append({"seed_threshold": s, "fg_threshold": f, "min_size": m,
-                      "dsb_score": res["dsb_score"]})
-        if best is None or res["dsb_score"] > best["dsb_score"]:
-            best_cfg, best = cfg, res
-    assert best is not None  # the grid always holds the base point
-    return best_cfg, best, table
-
-
-# ----------------------------------------------------------------------------- run log
-
-
-class RunLog:
-    """Rows of ``log.csv`` (one per logged step; train and val values of a step merged)."""
-
-    COLUMNS = ("step", "loss", "ce", "dice", "lr", "images_per_s", "wall_s", "val_dsb",
-               "val_ap50", "val_f1_50") + tuple(f"val_dsb_{k}" for k in IMAGE_KINDS)
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: dict[int, dict[str, Any]] = {}
-        self._warned_plot = False
-
-    def load(self, upto: int) -> None:
-        """Read an existing log, keeping rows of steps <= ``upto`` (later ones are redone)."""
-        if not self.path.is_file():
-            return
-        with open(self.path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                try:
-                    step = int(row["step"])
-                except (KeyError, ValueError):
-                    continue
-                if step <= upto:
-                    self.rows[step] = {k: v for k, v in row.items() if v not in ("", None)}
-
-    def add(self, step: int, **values: Any) -> None:
-        self.rows.setdefault(step, {"step": step}).update(values)
-
-    def write(self) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for step in sorted(self.rows):
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                        for k, v in self.rows[step].items()})
-        atomic_write_text(self.path, buf.getvalue())
-
-    def series(self, column: str) -> tuple[list[int], list[float]]:
-        xs, ys = [], []
-        for step in sorted(self.rows):
-            v = self.rows[step].get(column)
-            if v not in (None, ""):
-                xs.append(step)
-                ys.append(float(v))
-        return xs, ys
-
-    def plot(self, path: Path) -> None:
-        """Loss (log scale) and val DSB score vs step, as a PNG (matplotlib Agg); skipped with
-        a warning where matplotlib is not installed (log.csv holds the same numbers)."""
-        try:
-            from matplotlib.figure import Figure  # no pyplot: no global backend state
-        except ImportError:
-            if not self._warned_plot:
-                log.warning("matplotlib is not installed: %s is not drawn (log.csv holds the "
-                            "curves; pip install matplotlib)", path.name)
-                self._warned_plot = True
-            return
-        fig = Figure(figsize=(10, 4), dpi=100)
-        ax1, ax2 = fig.subplots(1, 2)
-        for col in ("loss", "ce", "dice"):
-            xs, ys = self.series(col)
-            if xs:
-                ax1.plot(xs, ys, label=col, lw=1)
-        ax1.set_xlabel("step")
-        ax1.set_yscale("log")
-        ax1.set_title("training loss")
-        if ax1.lines:
-            ax1.legend()
-        for col in ("val_dsb", "val_ap50", "val_f1_50") + tuple(f"val_dsb_{k}"
-                                                                  for k in IMAGE_KINDS):
-            xs, ys = self.series(col)
-            if xs:
-                ax2.plot(xs, ys, label=col[4:], marker="." if len(xs) < 50 else None,
-                         lw=2 if col == "val_dsb" else 0.8)
-        ax2.set_xlabel("step")
-        ax2.set_title("validation")
-        ax2.grid(alpha=0.3)
-        if ax2.lines:
-            ax2.legend(fontsize=7)
-        fig.tight_layout()
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png")

@@ -16,7 +16,8 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..model import count_params, gflops
 from ..postprocess import PostprocessConfig
 from .config import TrainConfig, load_run_config
-from .data import ValSet, load_run_split, score_probs, tune_postprocess, val_probs
+from .data import load_run_split
+from .validation import ValSet, score_probs, tune_postprocess, val_probs
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,9 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import InputError, ModelError
 from ..model import UNet
 from .config import TrainConfig
-from .data import RunLog, TrainSet, ValSet, iter_batches, score_probs, val_probs
+from .data import TrainSet, iter_batches
+from .runlog import RunLog
+from .validation import ValSet, score_probs, val_probs
 from .finalize import final_card, tune_thresholds
 from .losses import WarmupCosine, seg_loss
 

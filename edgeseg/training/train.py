@@ -54,7 +54,8 @@ from .._atomic import atomic_write_json
 from ..checkpoint import load_checkpoint
 from ..errors import BackendUnavailableError, InputError
 from .config import RESUME_MUTABLE, TrainConfig, check_resume, load_run_config
-from .data import TrainSet, ValSet, copy_split, load_run_split, make_split
+from .data import TrainSet, copy_split, load_run_split, make_split
+from .validation import ValSet
 from .finalize import finalize, tune_thresholds
 from .losses import WarmupCosine, seg_loss
 from .run import Dist, TrainingRun

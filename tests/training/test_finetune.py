@@ -96,7 +96,8 @@ def test_train_and_val_sets_learn_at_the_reference_size(tmp_path):
 
     from edgeseg.data import NormConfig, load_dataset
     from edgeseg.targets import TargetConfig
-    from edgeseg.training.data import TrainSet, ValSet
+    from edgeseg.training.data import TrainSet
+    from edgeseg.training.validation import ValSet
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()

@@ -341,7 +341,7 @@ def test_balanced_batches_are_deterministic_and_follow_probs(tiny: Path) -> None
 
 
 def test_curves_are_skipped_without_matplotlib(tmp_path: Path, monkeypatch, caplog) -> None:
-    from edgeseg.training.data import RunLog
+    from edgeseg.training.runlog import RunLog
 
     runlog = RunLog(tmp_path / "log.csv")
     runlog.add(1, loss=0.5, ce=0.3, dice=0.2)
