@@ -70,6 +70,7 @@ class TrainConfig:
     tune_seed_thresholds: tuple = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     tune_fg_thresholds: tuple = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     tune_min_sizes: tuple = (0, 8, 16, 32, 48, 64)
+    tune_min_images: int = 10  # fewer val images: the thresholds are kept, not tuned
     split_file: str = ""  # train/val ids from this split file (e.g. the group split); "" = seeded
     init: str = ""  # start from these weights ("default", a checkpoint or run folder); "" = random
     # > 0: every training and val image is first zoomed as the runtime's size control zooms a
@@ -87,6 +88,7 @@ class TrainConfig:
                      "tune_min_sizes"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         ints = {"steps": 1, "batch_size": 1, "crop": 8, "warmup_steps": 0, "seed": 0,
+                "tune_min_images": 1,
                 "max_images": 0, "val_every": 1, "ckpt_every": 1, "log_every": 1}
         for name, lo in ints.items():
             v = getattr(self, name)

@@ -138,3 +138,26 @@ def test_size_reference_validation(bad):
     from edgeseg.errors import InputError
     with pytest.raises(InputError, match="size_reference"):
         TrainConfig(size_reference=bad)
+
+
+def test_thresholds_are_kept_on_a_few_val_images(caplog):
+    """A 3-parameter grid fitted to 2 images fits those images: below tune_min_images the
+    thresholds stay the base's; from it on the grid is searched."""
+    import numpy as np
+
+    from edgeseg.training.finalize import tune_thresholds
+    from edgeseg.training.validation import ValItem, ValSet
+
+    _, lab = _discs(6, shape=(48, 64))
+    probs = np.zeros((3,) + lab.shape, np.float32)
+    probs[0] = 0.65 * (lab == 0) + 0.35 * (lab > 0)
+    probs[1] = 1.0 - probs[0]
+    val = ValSet([ValItem(f"i{k}", "fluorescence", lab.astype(np.float32), lab) for k in range(2)])
+    cfg = TrainConfig(tune_seed_thresholds=(0.3, 0.5), tune_fg_thresholds=(0.3, 0.5),
+                      tune_min_sizes=(0, 32))
+    with caplog.at_level("WARNING"):
+        kept, res, table = tune_thresholds([probs] * 2, val, cfg)
+    assert kept == cfg.postprocess and table == [] and "skipped" in caplog.text
+    assert res["n_images"] == 2
+    _, _, table = tune_thresholds([probs] * 2, val, cfg.replace(tune_min_images=2))
+    assert len(table) == 1 + 8  # the base thresholds first, then the 2 x 2 x 2 grid
