@@ -14,6 +14,10 @@
 #   FROM_CYCLE=5 C5_INIT=/tmp/v4.pt scripts/train_default.sh
 # and a sixth cycle continues from the shipped weights (`edgeseg train --init default --split
 # training/splits/dsb2018_groups.json --no-freeze-bn ...` with the cycle-5 options and a new --seed).
+# A sixth cycle tried on 2026-11-28 (5,000 steps from v5, lr 2e-4, --kind-balance 0.7,
+# --stain-jitter 0.1, seed 5; 61 min) peaked at step 2000 at the level of v5 (group split with auto
+# 0.536 vs 0.534, 2x 0.497 vs 0.500; benchmarks/results/2026-11-28-cpu2/generalization_c6.json) and
+# was not shipped: on this CPU the recipe has stopped paying; scripts/gpu_train.sh is the next step.
 # NICE (default 10) sets the training processes' niceness.
 # Each cycle resumes exactly after an interruption (last.pt every 100 steps, SIGTERM checkpoints).
 # ~300 min of 2-core CPU in all (cycle 3: 64 min, cycle 4: 92 min, cycle 5: 65 min). Ship with:

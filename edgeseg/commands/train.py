@@ -151,6 +151,6 @@ def run(args: argparse.Namespace) -> int:
     pp = result.postprocess or {}
     print(f"done: {result.step} steps in {result.wall_s / 60:.1f} min; best val DSB "
           f"{result.best_score:.4f} at step {result.best_step}, {result.tuned_score:.4f} with "
-          f"tuned thresholds seed={pp.get('seed_threshold')} fg={pp.get('fg_threshold')} "
+          f"final thresholds seed={pp.get('seed_threshold')} fg={pp.get('fg_threshold')} "
           f"min_size={pp.get('min_size')}; model: {run_dir / 'best.pt'}")
     return 0
