@@ -27,6 +27,7 @@ from ..model import UNet
 from .config import TrainConfig
 from .data import TrainSet, iter_batches
 from .runlog import RunLog
+from .widen import can_widen, widen
 from .validation import ValSet, score_probs, val_probs
 from .finalize import final_card, tune_thresholds
 from .losses import WarmupCosine, seg_loss
@@ -122,13 +123,20 @@ class TrainingRun:
                  self.step, self.cfg.steps, self.best, self.best_step)
 
     def init_from(self, ckpt: Any) -> None:
-        """Start from another model's weights (fine-tuning); the architecture must match."""
-        if ckpt.model_config != self.cfg.model:
-            raise InputError(f"--init {ckpt.path} is a {ckpt.model_config.to_dict()} U-Net but "
-                             f"this run trains {self.cfg.model.to_dict()}; pass the same --width/"
-                             "--depth or another --init model.")
-        self.model.load_state_dict(ckpt.state_dict)
+        """Start from another model's weights (fine-tuning). The architecture must match, or
+        differ only by a larger width: then the weights are widened function-preservingly
+        (:mod:`edgeseg.training.widen`)."""
         self.card["init"] = {"model": str(self.cfg.init), "path": str(ckpt.path)}
+        if ckpt.model_config != self.cfg.model:
+            if not can_widen(ckpt.model_config, self.cfg.model):
+                raise InputError(f"--init {ckpt.path} is a {ckpt.model_config.to_dict()} U-Net "
+                                 f"but this run trains {self.cfg.model.to_dict()}; pass the same "
+                                 "--width/--depth (or only a larger --width) or another --init "
+                                 "model.")
+            self.model.load_state_dict(widen(ckpt.build_model(), self.cfg.model).state_dict())
+            self.card["init"]["widened_from"] = ckpt.model_config.width
+        else:
+            self.model.load_state_dict(ckpt.state_dict)
         log.info("initialised from %s", ckpt.path)
 
     def wall_s(self) -> float:
