@@ -24,11 +24,25 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
-    ap.add_argument("--generalization", type=Path, required=True)
+    ap.add_argument("--generalization", type=Path, default=None,
+                    help="benchmarks/generalization.py JSON of these weights (required but with "
+                         "--half-only)")
     ap.add_argument("--crossfold", type=Path, default=None)
+    ap.add_argument("--half", action="store_true",
+                    help="store the weights as float16 (half the file; loaded back as float32): "
+                         "for models over ~2.5 M parameters, whose fp32 file would pass 10 MiB. "
+                         "Score the weights as shipped: --model build/ship_default_half.pt "
+                         "(written by --half-only) in benchmarks/generalization.py")
+    ap.add_argument("--half-only", action="store_true",
+                    help="with --half: only write build/ship_default_half.pt (the weights as "
+                         "they will ship, for scoring) and stop")
     ap.add_argument("--data", type=Path,
                     default=REPO.parent / "shared" / "data" / "dsb2018" / "stage1_train")
     args = ap.parse_args()
+    if args.generalization is None and not args.half_only:
+        ap.error("--generalization G.json is required (the report goes on the model card)")
+    if args.half_only and not args.half:
+        ap.error("--half-only needs --half")
 
     import numpy as np
 
@@ -48,7 +62,7 @@ def main() -> int:
             if areas.size:
                 ds.append(float(np.median(2 * np.sqrt(areas / np.pi))))
         card["nucleus_diameter"] = round(float(np.median(ds)), 2)
-    gen = json.loads(args.generalization.read_text())
+    gen = json.loads(args.generalization.read_text()) if args.generalization else {"settings": {}}
     card["validation"] = {
         "split": "training/splits/dsb2018_groups.json (held-out acquisition groups)",
         "settings": {d: {z: {k: v[k] for k in ("dsb_score", "per_kind", "ratio_to_1x",
@@ -67,7 +81,15 @@ def main() -> int:
     save_checkpoint(fixed, ckpt.build_model(), norm_config=ckpt.norm_config,
                     target_config=ckpt.target_config, postprocess_config=ckpt.postprocess_config,
                     model_card=card)
-    dest = export_default(fixed, half=False)
+    if args.half:
+        half = REPO / "build" / "ship_default_half.pt"
+        save_checkpoint(half, ckpt.build_model(), norm_config=ckpt.norm_config,
+                        target_config=ckpt.target_config,
+                        postprocess_config=ckpt.postprocess_config, model_card=card, half=True)
+        if args.half_only:
+            print(f"wrote {half} (float16 weights of {src})")
+            return 0
+    dest = export_default(fixed, half=args.half)
     print(f"shipped {src} -> {dest} (nucleus diameter {card['nucleus_diameter']} px)")
     return 0
 

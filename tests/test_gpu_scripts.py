@@ -120,6 +120,7 @@ def test_cpu_dry_run_trains_and_brings_back_the_files(tmp_path):
                  "versions.json"):
         assert (out / name).is_file(), name
     assert not (out / "last.pt").exists()  # too big to fetch: it stays on the machine
-    from edgeseg.checkpoint import load_checkpoint
+    from edgeseg.checkpoint import MODELS_DIR, load_checkpoint
 
-    assert load_checkpoint(out / "best.pt").model_config.width == 16  # the shipped model's
+    shipped = load_checkpoint(MODELS_DIR / "default" / "model.pt").model_config
+    assert load_checkpoint(out / "best.pt").model_config == shipped  # the shipped model's
