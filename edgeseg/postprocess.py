@@ -14,7 +14,11 @@ The network predicts, per pixel, P(background), P(body) and P(border) (:mod:`edg
    fraction of its cost, because every step is one vectorised OpenCV call;
 4. foreground left without a seed (faint nuclei whose body never passed ``seed_threshold``)
    becomes instances of its own, by connected components;
-5. instances smaller than ``min_size`` pixels are removed; ids are renumbered 1..N.
+5. instances smaller than ``min_size`` pixels are removed, and (``min_confidence`` > 0) those
+   whose mean foreground probability ``1 - P(background)`` is below ``min_confidence``: faint,
+   uncertain blobs that annotators leave out (measured on the held-out groups: 0.80 lifts the
+   DSB score of v5 from 0.534 to 0.544, stained 0.316 -> 0.340, with the threshold chosen on
+   the other groups); ids are renumbered 1..N.
 
 :func:`instance_table` measures the instances (id, area, bbox, centroid, mean score).
 All parameters live in :class:`PostprocessConfig`, whose values a model artifact carries.
@@ -51,6 +55,9 @@ class PostprocessConfig(ConfigMixin):
         fill_holes: fill background holes enclosed by the foreground before growing.
         max_grow: at most this many 1-px growth steps; foreground still unreached after that is
             split off as instances of its own (0 disables growth).
+        min_confidence: instances whose mean foreground probability (``1 - P(background)``
+            over their pixels) is below this are removed (0 keeps all: artifacts written before
+            this field behave as they did).
     """
 
     seed_threshold: float = 0.5
@@ -58,9 +65,10 @@ class PostprocessConfig(ConfigMixin):
     min_size: int = 4
     fill_holes: bool = True
     max_grow: int = 64
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("seed_threshold", "fg_threshold"):
+        for name in ("seed_threshold", "fg_threshold", "min_confidence"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v < 1.0:
                 raise InputError(f"PostprocessConfig.{name} must be a number in [0, 1), got {v!r}")
@@ -256,7 +264,8 @@ def label_instances(
     del seeds, fg
     _grow(labels, todo, cfg.max_grow)
     labels, n = _label_unseeded(labels, todo, n)
-    return _renumber(labels, n, cfg.min_size)
+    return _renumber(labels, n, cfg.min_size, bg if cfg.min_confidence > 0 else None,
+                     cfg.min_confidence)
 
 
 def _label_unseeded(labels: np.ndarray, todo: np.ndarray, n: int) -> tuple[np.ndarray, int]:
@@ -283,8 +292,21 @@ def _label_unseeded(labels: np.ndarray, todo: np.ndarray, n: int) -> tuple[np.nd
     return labels, n + m - 1
 
 
-def _renumber(labels: np.ndarray, n: int, min_size: int) -> np.ndarray:
-    """int32 labels with instances under ``min_size`` px removed and ids made consecutive."""
+def instance_confidence(labels: np.ndarray, bg: np.ndarray, n: int) -> np.ndarray:
+    """Mean foreground probability ``1 - P(background)`` of instances ``0..n-1`` of ``labels``
+    (float64, computed on the foreground pixels only; 0 for an empty id)."""
+    lab = labels.reshape(-1)
+    for_pixels = np.flatnonzero(lab)
+    ids = lab[for_pixels].astype(np.intp)
+    counts = np.bincount(ids, minlength=n)
+    sums = np.bincount(ids, weights=bg.reshape(-1)[for_pixels].astype(np.float64), minlength=n)
+    return np.where(counts > 0, 1.0 - sums / np.maximum(counts, 1), 0.0)
+
+
+def _renumber(labels: np.ndarray, n: int, min_size: int, bg: np.ndarray | None = None,
+              min_confidence: float = 0.0) -> np.ndarray:
+    """int32 labels with instances under ``min_size`` px (and, given ``bg``, under
+    ``min_confidence`` mean foreground probability) removed and ids made consecutive."""
     if n <= 1:
         return np.zeros(labels.shape, np.int32)
     if labels.dtype == np.uint16:
@@ -292,6 +314,8 @@ def _renumber(labels: np.ndarray, n: int, min_size: int) -> np.ndarray:
     else:
         areas = np.bincount(labels.ravel().astype(np.int64), minlength=n).astype(np.float64)
     keep = areas >= max(min_size, 1)
+    if bg is not None:
+        keep &= instance_confidence(labels, bg, n) >= min_confidence
     keep[0] = False
     if keep[1:].all():
         return labels.astype(np.int32)

@@ -9,7 +9,8 @@ label image (and the instance table) comes back to the host:
 3. growth: at most ``max_grow`` steps, each giving every foreground pixel still unlabelled the
    largest label among its 8 neighbours (3x3 dilation that never overwrites);
 4. foreground no seed reached: 8-connected components of their own;
-5. instances under ``min_size`` px removed, ids renumbered 1..N.
+5. instances under ``min_size`` px (or ``min_confidence`` mean foreground probability) removed,
+   ids renumbered 1..N.
 
 Connected components: every pixel starts with its own flat index; each round takes the minimum
 over the neighbourhood (separable 3x3 minimum for 8-connectivity, the 4 neighbours for
@@ -196,15 +197,22 @@ def label_instances_torch(probs: Any, cfg: PostprocessConfig | None = None, **ov
         rest, m = _number(components(todo, 8), todo, n + 1)
         labels = torch.where(todo, rest, labels)
         n += m
-    return _renumber(labels, n, cfg.min_size)
+    return _renumber(labels, n, cfg.min_size, probs[0] if cfg.min_confidence > 0 else None,
+                     cfg.min_confidence)
 
 
-def _renumber(labels: Any, n: int, min_size: int) -> Any:
+def _renumber(labels: Any, n: int, min_size: int, bg: Any = None,
+              min_confidence: float = 0.0) -> Any:
     torch = _torch()
     if n == 0:
         return torch.zeros_like(labels)
-    areas = torch.bincount(labels.reshape(-1).long(), minlength=n + 1)
+    flat = labels.reshape(-1).long()
+    areas = torch.bincount(flat, minlength=n + 1)
     keep = areas >= max(min_size, 1)
+    if bg is not None:  # mean 1 - P(background) per instance, in float64 like the numpy path
+        sums = torch.zeros(n + 1, dtype=torch.float64, device=labels.device)
+        sums.index_add_(0, flat, bg.reshape(-1).double())
+        keep &= (1.0 - sums / areas.clamp(min=1)) >= min_confidence
     keep[0] = False
     if bool(keep[1:].all()):
         return labels

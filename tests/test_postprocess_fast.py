@@ -14,6 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import edgeseg.postprocess as pp
+from edgeseg.errors import InputError
 from edgeseg.postprocess import PostprocessConfig, label_instances
 
 
@@ -53,6 +54,9 @@ def reference_label(probs: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
         n += m - 1
     areas = np.bincount(lab.ravel(), minlength=n)
     keep = areas >= max(cfg.min_size, 1)
+    if cfg.min_confidence > 0:  # mean 1 - P(background) of each instance
+        bg_sum = np.bincount(lab.ravel(), weights=probs[0].ravel().astype(np.float64), minlength=n)
+        keep &= 1.0 - bg_sum / np.maximum(areas, 1) >= cfg.min_confidence
     keep[0] = False
     lut = np.zeros(n, np.int64)
     lut[keep] = np.arange(1, keep.sum() + 1)
@@ -146,3 +150,40 @@ def test_renumber_matches_a_lookup_table(monkeypatch, dtype, sparse):
         got = pp._renumber(lab.astype(dtype), n, min_size)
         assert got.dtype == np.int32
         np.testing.assert_array_equal(got, lut[lab])
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**16), h=st.integers(1, 48), w=st.integers(1, 48),
+       blur=st.sampled_from([0.0, 1.0, 2.5]), min_size=st.integers(0, 6),
+       conf=st.sampled_from([0.3, 0.5, 0.6, 0.7, 0.8, 0.9]))
+def test_min_confidence_matches_reference(seed, h, w, blur, min_size, conf):
+    probs = _probs(seed, h, w, blur)
+    cfg = PostprocessConfig(min_size=min_size, min_confidence=conf)
+    got = label_instances(probs, cfg)
+    np.testing.assert_array_equal(got, reference_label(probs, cfg))
+    # a subset of the instances without the rule: it only removes
+    assert got.max() <= label_instances(probs, cfg.with_overrides(min_confidence=0.0)).max()
+
+
+def test_min_confidence_drops_faint_blobs_only():
+    probs = np.zeros((3, 40, 40), np.float32)
+    probs[0] = 1.0
+    for (y, x), p_fg in (((10, 10), 0.95), ((30, 30), 0.6)):  # a sure and a faint nucleus
+        probs[0, y - 4:y + 5, x - 4:x + 5] = 1 - p_fg
+        probs[1, y - 4:y + 5, x - 4:x + 5] = p_fg
+    assert label_instances(probs, min_size=0).max() == 2
+    kept = label_instances(probs, min_size=0, min_confidence=0.8)
+    assert kept.max() == 1 and kept[10, 10] == 1 and kept[30, 30] == 0
+    assert label_instances(probs, min_size=0, min_confidence=0.5).max() == 2
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2, True, "0.8"])
+def test_min_confidence_validation(bad):
+    with pytest.raises(InputError, match="min_confidence"):
+        PostprocessConfig(min_confidence=bad)
+
+
+def test_configs_written_before_min_confidence_keep_all_instances():
+    old = {"seed_threshold": 0.5, "fg_threshold": 0.5, "min_size": 32, "fill_holes": True,
+           "max_grow": 64}
+    assert PostprocessConfig.from_dict(old).min_confidence == 0.0

@@ -121,6 +121,19 @@ def test_random_probabilities_match_cpu(seed, h, w, fill, min_size, max_grow):
                                   label_instances(probs, cfg))
 
 
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**16), h=st.integers(2, 48), w=st.integers(2, 48),
+       conf=st.sampled_from([0.4, 0.6, 0.8]))
+def test_min_confidence_matches_cpu(seed, h, w, conf):
+    rng = np.random.default_rng(seed)
+    logits = cv2.GaussianBlur(rng.normal(size=(h, w, 3)).astype(np.float32), (5, 5), 1.5) * 4
+    e = np.exp(logits - logits.max(axis=2, keepdims=True))
+    probs = np.ascontiguousarray((e / e.sum(axis=2, keepdims=True)).transpose(2, 0, 1))
+    cfg = PostprocessConfig(min_size=1, min_confidence=conf)
+    np.testing.assert_array_equal(label_instances_torch(torch.from_numpy(probs), cfg).numpy(),
+                                  label_instances(probs, cfg))
+
+
 def test_bad_input_is_one_clear_error():
     with pytest.raises(InputError, match="torch tensor"):
         label_instances_torch(np.zeros((3, 4, 4), np.float32))

@@ -27,6 +27,9 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
     p.add_argument("--seed-threshold", type=float, default=None, help="override the model's seed threshold")
     p.add_argument("--fg-threshold", type=float, default=None, help="override the model's foreground threshold")
     p.add_argument("--min-size", type=int, default=None, help="override the model's minimum instance size (px)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="override the model's minimum mean foreground probability of an instance "
+                        "(0 keeps all)")
     p.add_argument("--precision", choices=("auto",), default=None,
                    help="'auto': time and score the precisions this backend/device runs, use the fastest "
                         "within --max-drop DSB of fp32 (the decision is printed); default: the model's own")
@@ -40,7 +43,9 @@ def make_segmenter(args: argparse.Namespace) -> Any:
     from ..units import is_length
 
     overrides = {k: v for k, v in (("seed_threshold", args.seed_threshold), ("fg_threshold", args.fg_threshold),
-                                   ("min_size", args.min_size)) if v is not None}
+                                   ("min_size", args.min_size),
+                                   ("min_confidence", getattr(args, "min_confidence", None)))
+                 if v is not None}
     diameter = getattr(args, "diameter", None)
     diameter = None if diameter in (None, "none") else diameter
     if not hasattr(args, "pixel_size") and is_length(diameter):

@@ -39,7 +39,8 @@ def _options(args: argparse.Namespace, diameter: Any) -> Any:
     from ..dask._worker import ChunkOptions
 
     thresholds = tuple((k, v) for k, v in (("fg_threshold", args.fg_threshold), ("min_size", args.min_size),
-                                            ("seed_threshold", args.seed_threshold)) if v is not None)
+                                            ("seed_threshold", args.seed_threshold),
+                                            ("min_confidence", args.min_confidence)) if v is not None)
     return ChunkOptions(model=str(args.model), backend=args.backend, device=args.device, tile=args.tile,
                         diameter=diameter, tta=bool(args.tta), thresholds=thresholds)
 
