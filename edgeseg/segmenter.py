@@ -128,7 +128,8 @@ class Segmenter:
         max_drop, calib_data: for ``precision="auto"``: the allowed DSB drop (default 0.01), and
             calibration images for the int8 candidate of an fp32 ONNX model.
         **thresholds: overrides of the model's post-processing thresholds
-            (``seed_threshold``, ``fg_threshold``, ``min_size``, ``fill_holes``, ``max_grow``).
+            (``seed_threshold``, ``fg_threshold``, ``min_size``, ``fill_holes``, ``max_grow``,
+            ``min_confidence``).
     """
 
     def __init__(
