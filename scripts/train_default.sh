@@ -18,6 +18,9 @@
 # --stain-jitter 0.1, seed 5; 61 min) peaked at step 2000 at the level of v5 (group split with auto
 # 0.536 vs 0.534, 2x 0.497 vs 0.500; benchmarks/results/2026-11-28-cpu2/generalization_c6.json) and
 # was not shipped: on this CPU the recipe has stopped paying; scripts/gpu_train.sh is the next step.
+# More capacity, tried on 2026-11-28: v5 widened to width 22 (`--init default --width 22`, function-
+# preserving, 1.9x the FLOPs) with the cycle-5 options (lr 4e-4, 4,500 steps, seed 8, --size-reference 0),
+# 1.2 s/step: val 0.521 at step 0, 0.490 / 0.500 / 0.493 / 0.501 at steps 500-2000; stopped at 2540.
 # NICE (default 10) sets the training processes' niceness.
 # Each cycle resumes exactly after an interruption (last.pt every 100 steps, SIGTERM checkpoints).
 # ~300 min of 2-core CPU in all (cycle 3: 64 min, cycle 4: 92 min, cycle 5: 65 min). Ship with:
