@@ -292,15 +292,19 @@ def _label_unseeded(labels: np.ndarray, todo: np.ndarray, n: int) -> tuple[np.nd
     return labels, n + m - 1
 
 
-def instance_confidence(labels: np.ndarray, bg: np.ndarray, n: int) -> np.ndarray:
+def instance_confidence(labels: np.ndarray, bg: np.ndarray, n: int,
+                        areas: np.ndarray | None = None) -> np.ndarray:
     """Mean foreground probability ``1 - P(background)`` of instances ``0..n-1`` of ``labels``
-    (float64, computed on the foreground pixels only; 0 for an empty id)."""
+    (float64, summed over the foreground pixels only; 0 for an empty id): the quantity of
+    :func:`instance_table`'s ``score`` column, for labels not yet filtered. ``areas``: the pixel
+    count per id when the caller has it."""
     lab = labels.reshape(-1)
     for_pixels = np.flatnonzero(lab)
     ids = lab[for_pixels].astype(np.intp)
-    counts = np.bincount(ids, minlength=n)
+    if areas is None:
+        areas = np.bincount(ids, minlength=n)
     sums = np.bincount(ids, weights=bg.reshape(-1)[for_pixels].astype(np.float64), minlength=n)
-    return np.where(counts > 0, 1.0 - sums / np.maximum(counts, 1), 0.0)
+    return np.where(areas > 0, 1.0 - sums / np.maximum(areas, 1), 0.0)
 
 
 def _renumber(labels: np.ndarray, n: int, min_size: int, bg: np.ndarray | None = None,
@@ -315,7 +319,7 @@ def _renumber(labels: np.ndarray, n: int, min_size: int, bg: np.ndarray | None =
         areas = np.bincount(labels.ravel().astype(np.int64), minlength=n).astype(np.float64)
     keep = areas >= max(min_size, 1)
     if bg is not None:
-        keep &= instance_confidence(labels, bg, n) >= min_confidence
+        keep &= instance_confidence(labels, bg, n, areas) >= min_confidence
     keep[0] = False
     if keep[1:].all():
         return labels.astype(np.int32)
