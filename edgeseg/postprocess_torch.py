@@ -9,8 +9,8 @@ label image (and the instance table) comes back to the host:
 3. growth: at most ``max_grow`` steps, each giving every foreground pixel still unlabelled the
    largest label among its 8 neighbours (3x3 dilation that never overwrites);
 4. foreground no seed reached: 8-connected components of their own;
-5. instances under ``min_size`` px (or ``min_confidence`` mean foreground probability) removed,
-   ids renumbered 1..N.
+5. instances under ``min_size`` px (or under ``min_confidence``: the mean of ``P(body) +
+   border_weight * P(border)``) removed, ids renumbered 1..N.
 
 Connected components: every pixel starts with its own flat index; each round takes the minimum
 over the neighbourhood (separable 3x3 minimum for 8-connectivity, the 4 neighbours for
@@ -197,22 +197,27 @@ def label_instances_torch(probs: Any, cfg: PostprocessConfig | None = None, **ov
         rest, m = _number(components(todo, 8), todo, n + 1)
         labels = torch.where(todo, rest, labels)
         n += m
-    return _renumber(labels, n, cfg.min_size, probs[0] if cfg.min_confidence > 0 else None,
-                     cfg.min_confidence)
+    return _renumber(labels, n, cfg.min_size, probs if cfg.min_confidence > 0 else None,
+                     cfg.min_confidence, cfg.border_weight)
 
 
-def _renumber(labels: Any, n: int, min_size: int, bg: Any = None,
-              min_confidence: float = 0.0) -> Any:
+def _renumber(labels: Any, n: int, min_size: int, probs: Any = None,
+              min_confidence: float = 0.0, border_weight: float = 1.0) -> Any:
     torch = _torch()
     if n == 0:
         return torch.zeros_like(labels)
     flat = labels.reshape(-1).long()
     areas = torch.bincount(flat, minlength=n + 1)
     keep = areas >= max(min_size, 1)
-    if bg is not None:  # mean 1 - P(background) per instance, in float64 like the numpy path
-        sums = torch.zeros(n + 1, dtype=torch.float64, device=labels.device)
-        sums.index_add_(0, flat, bg.reshape(-1).double())
-        keep &= (1.0 - sums / areas.clamp(min=1)) >= min_confidence
+    if probs is not None:  # the confidence of postprocess.instance_confidence, in float64 too
+
+        def mean(plane: int) -> Any:
+            sums = torch.zeros(n + 1, dtype=torch.float64, device=labels.device)
+            return sums.index_add_(0, flat, probs[plane].reshape(-1).double()) / areas.clamp(min=1)
+
+        conf = (1.0 - mean(0) if border_weight == 1.0
+                else mean(1) + border_weight * mean(2))
+        keep &= conf >= min_confidence
     keep[0] = False
     if bool(keep[1:].all()):
         return labels

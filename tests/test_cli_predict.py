@@ -121,3 +121,24 @@ def test_diameter_in_µm_refused_where_no_pixel_size_can_come(tmp_path, capsys):
                               seed_threshold=None, fg_threshold=None, min_size=None)  # live/bench/eval
     with pytest.raises(InputError, match="takes the diameter in px"):
         make_segmenter(args)
+
+
+def test_threshold_options_override_the_model_and_bad_values_are_one_line(tmp_path, capsys):
+    from edgeseg.cli import build_parser
+    from edgeseg.commands._common import make_segmenter
+
+    args = build_parser().parse_args(["predict", str(tmp_path), "-o", str(tmp_path / "o"),
+                                      "--device", "cpu", "--min-confidence", "0.7",
+                                      "--border-weight", "0.5", "--min-size", "9"])
+    pp = make_segmenter(args).postprocess
+    assert (pp.min_confidence, pp.border_weight, pp.min_size) == (0.7, 0.5, 9)
+    default = make_segmenter(build_parser().parse_args(
+        ["predict", str(tmp_path), "-o", str(tmp_path / "o"), "--device", "cpu"])).postprocess
+    assert default.border_weight == 0.75  # the shipped model's own value
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((32, 32), np.uint8))
+    capsys.readouterr()
+    assert main(["predict", str(img), "-o", str(tmp_path / "o"), "--device", "cpu",
+                 "--border-weight", "1.5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "border_weight must be a number in [0, 1], got 1.5" in err[0]

@@ -54,9 +54,12 @@ def reference_label(probs: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
         n += m - 1
     areas = np.bincount(lab.ravel(), minlength=n)
     keep = areas >= max(cfg.min_size, 1)
-    if cfg.min_confidence > 0:  # mean 1 - P(background) of each instance
-        bg_sum = np.bincount(lab.ravel(), weights=probs[0].ravel().astype(np.float64), minlength=n)
-        keep &= 1.0 - bg_sum / np.maximum(areas, 1) >= cfg.min_confidence
+    if cfg.min_confidence > 0:  # mean P(body) + w P(border); w = 1: mean 1 - P(background)
+        def mean(c):
+            return np.bincount(lab.ravel(), weights=probs[c].ravel().astype(np.float64),
+                               minlength=n) / np.maximum(areas, 1)
+        w = cfg.border_weight
+        keep &= (1.0 - mean(0) if w == 1.0 else mean(1) + w * mean(2)) >= cfg.min_confidence
     keep[0] = False
     lut = np.zeros(n, np.int64)
     lut[keep] = np.arange(1, keep.sum() + 1)
@@ -155,10 +158,11 @@ def test_renumber_matches_a_lookup_table(monkeypatch, dtype, sparse):
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**16), h=st.integers(1, 48), w=st.integers(1, 48),
        blur=st.sampled_from([0.0, 1.0, 2.5]), min_size=st.integers(0, 6),
-       conf=st.sampled_from([0.3, 0.5, 0.6, 0.7, 0.8, 0.9]))
-def test_min_confidence_matches_reference(seed, h, w, blur, min_size, conf):
+       conf=st.sampled_from([0.3, 0.5, 0.6, 0.7, 0.8, 0.9]),
+       border_weight=st.sampled_from([1.0, 0.75, 0.3, 0.0]))
+def test_min_confidence_matches_reference(seed, h, w, blur, min_size, conf, border_weight):
     probs = _probs(seed, h, w, blur)
-    cfg = PostprocessConfig(min_size=min_size, min_confidence=conf)
+    cfg = PostprocessConfig(min_size=min_size, min_confidence=conf, border_weight=border_weight)
     got = label_instances(probs, cfg)
     np.testing.assert_array_equal(got, reference_label(probs, cfg))
     # a subset of the instances without the rule: it only removes
@@ -183,7 +187,29 @@ def test_min_confidence_validation(bad):
         PostprocessConfig(min_confidence=bad)
 
 
+def test_border_weight_discounts_touching_zone_slivers():
+    # two pieces with the same foreground probability 0.9: a nucleus (mostly body) and a
+    # sliver of touching zone between nuclei (mostly border)
+    probs = np.zeros((3, 40, 40), np.float32)
+    probs[0] = 1.0
+    for (y, x), body in (((10, 10), 0.85), ((30, 30), 0.55)):
+        probs[:, y - 4:y + 5, x - 4:x + 5] = np.array([0.1, body, 0.9 - body])[:, None, None]
+    kw = dict(min_size=0, seed_threshold=0.5, min_confidence=0.8)
+    assert label_instances(probs, **kw).max() == 2  # border_weight 1: mean 1 - P(bg) = 0.9
+    kept = label_instances(probs, border_weight=0.5, **kw)  # 0.85 + 0.025 vs 0.55 + 0.175
+    assert kept.max() == 1 and kept[10, 10] == 1 and kept[30, 30] == 0
+    # without min_confidence the weight changes nothing
+    assert label_instances(probs, min_size=0, border_weight=0.0).max() == 2
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.01, 2, True, "0.8", float("nan")])
+def test_border_weight_validation(bad):
+    with pytest.raises(InputError, match="border_weight"):
+        PostprocessConfig(border_weight=bad)
+
+
 def test_configs_written_before_min_confidence_keep_all_instances():
     old = {"seed_threshold": 0.5, "fg_threshold": 0.5, "min_size": 32, "fill_holes": True,
            "max_grow": 64}
     assert PostprocessConfig.from_dict(old).min_confidence == 0.0
+    assert PostprocessConfig.from_dict(old).border_weight == 1.0

@@ -123,13 +123,13 @@ def test_random_probabilities_match_cpu(seed, h, w, fill, min_size, max_grow):
 
 @settings(max_examples=20, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**16), h=st.integers(2, 48), w=st.integers(2, 48),
-       conf=st.sampled_from([0.4, 0.6, 0.8]))
-def test_min_confidence_matches_cpu(seed, h, w, conf):
+       conf=st.sampled_from([0.4, 0.6, 0.8]), border_weight=st.sampled_from([1.0, 0.75, 0.0]))
+def test_min_confidence_matches_cpu(seed, h, w, conf, border_weight):
     rng = np.random.default_rng(seed)
     logits = cv2.GaussianBlur(rng.normal(size=(h, w, 3)).astype(np.float32), (5, 5), 1.5) * 4
     e = np.exp(logits - logits.max(axis=2, keepdims=True))
     probs = np.ascontiguousarray((e / e.sum(axis=2, keepdims=True)).transpose(2, 0, 1))
-    cfg = PostprocessConfig(min_size=1, min_confidence=conf)
+    cfg = PostprocessConfig(min_size=1, min_confidence=conf, border_weight=border_weight)
     np.testing.assert_array_equal(label_instances_torch(torch.from_numpy(probs), cfg).numpy(),
                                   label_instances(probs, cfg))
 

@@ -189,6 +189,25 @@ def test_calibrate_size_errors_without_nuclei():
         seg.calibrate_size([np.zeros((64, 64), np.uint8)])
 
 
+def test_size_estimate_reads_instances_before_the_confidence_filter(stage1_train):
+    """Which instances the confidence filter keeps does not move the size estimate (its rules
+    were set on every instance the network proposes)."""
+    pytest.importorskip("torch")
+    from edgeseg import Segmenter
+    from edgeseg.data import load_dataset
+    sample = {s.id: s for s in load_dataset(stage1_train)}[
+        "13f2bec0a24c70345372febb14c4352877b1b6c1b01896246048e83c345c0914"]  # stained, large nuclei
+    image = sample.image()
+    estimates = {(c, w): Segmenter("default", device="cpu", min_confidence=c,
+                                   border_weight=w).estimate_size(image)
+                 for c, w in ((0.0, 1.0), (0.8, 0.75), (0.99, 0.0))}
+    assert len({e.diameter for e in estimates.values()}) == 1, estimates
+    assert next(iter(estimates.values())).diameter > 30  # nuclei far above the training size
+    # the filter itself still applies to the labels
+    few = Segmenter("default", device="cpu", min_confidence=0.99, border_weight=0.0).segment(image)
+    assert few.count < Segmenter("default", device="cpu", min_confidence=0.0).segment(image).count
+
+
 def _zoomed_real(sample, zoom):
     from edgeseg.evaluate import zoom_pair
     return zoom_pair(sample.image(), sample.labels(), zoom)

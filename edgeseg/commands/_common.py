@@ -28,8 +28,11 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
     p.add_argument("--fg-threshold", type=float, default=None, help="override the model's foreground threshold")
     p.add_argument("--min-size", type=int, default=None, help="override the model's minimum instance size (px)")
     p.add_argument("--min-confidence", type=float, default=None,
-                   help="override the model's minimum mean foreground probability of an instance "
-                        "(0 keeps all)")
+                   help="override the model's minimum confidence of an instance: the mean of "
+                        "P(body) + border weight x P(border) over its pixels (0 keeps all)")
+    p.add_argument("--border-weight", type=float, default=None,
+                   help="override how much P(border), the touching zone, counts in that confidence "
+                        "(0-1; 1: the mean foreground probability)")
     p.add_argument("--precision", choices=("auto",), default=None,
                    help="'auto': time and score the precisions this backend/device runs, use the fastest "
                         "within --max-drop DSB of fp32 (the decision is printed); default: the model's own")
@@ -44,7 +47,8 @@ def make_segmenter(args: argparse.Namespace) -> Any:
 
     overrides = {k: v for k, v in (("seed_threshold", args.seed_threshold), ("fg_threshold", args.fg_threshold),
                                    ("min_size", args.min_size),
-                                   ("min_confidence", getattr(args, "min_confidence", None)))
+                                   ("min_confidence", getattr(args, "min_confidence", None)),
+                                   ("border_weight", getattr(args, "border_weight", None)))
                  if v is not None}
     diameter = getattr(args, "diameter", None)
     diameter = None if diameter in (None, "none") else diameter

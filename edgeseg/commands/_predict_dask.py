@@ -40,7 +40,8 @@ def _options(args: argparse.Namespace, diameter: Any) -> Any:
 
     thresholds = tuple((k, v) for k, v in (("fg_threshold", args.fg_threshold), ("min_size", args.min_size),
                                             ("seed_threshold", args.seed_threshold),
-                                            ("min_confidence", args.min_confidence)) if v is not None)
+                                            ("min_confidence", args.min_confidence),
+                                            ("border_weight", args.border_weight)) if v is not None)
     return ChunkOptions(model=str(args.model), backend=args.backend, device=args.device, tile=args.tile,
                         diameter=diameter, tta=bool(args.tta), thresholds=thresholds)
 
