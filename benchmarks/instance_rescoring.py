@@ -40,29 +40,29 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 
 
 def instance_features(labels, probs, zoom):
-    """(ids, n x len(FEATURES) array) of the instances of ``labels``."""
+    """(ids, n x len(FEATURES) array) of the instances of ``labels``: area, bounding box and
+    mean foreground probability from :func:`edgeseg.postprocess.instance_table`, the other
+    planes' means beside them."""
     import numpy as np
 
+    from edgeseg.postprocess import instance_table
+
+    table = instance_table(labels, probs)
+    if len(table) == 0:
+        return table.id, np.zeros((0, len(FEATURES)))
     lab = labels.reshape(-1)
     on = np.flatnonzero(lab)
-    ids, inv = np.unique(lab[on], return_inverse=True)
-    if ids.size == 0:
-        return ids, np.zeros((0, len(FEATURES)))
-    area = np.bincount(inv, minlength=ids.size).astype(np.float64)
+    inv = np.searchsorted(table.id, lab[on])
+    area = table.area.astype(np.float64)
 
     def mean(plane):
-        return np.bincount(inv, weights=plane.reshape(-1)[on], minlength=ids.size) / area
+        return np.bincount(inv, weights=plane.reshape(-1)[on], minlength=len(table)) / area
 
-    ys, xs = np.divmod(on, labels.shape[1])
-    h = np.zeros(ids.size); w = np.zeros(ids.size)
-    for coord, out in ((ys, h), (xs, w)):
-        lo = np.full(ids.size, np.iinfo(np.int64).max); hi = np.full(ids.size, -1)
-        np.minimum.at(lo, inv, coord); np.maximum.at(hi, inv, coord)
-        out[:] = hi - lo + 1
-    conf = 1.0 - mean(probs[0])
-    return ids, np.stack([conf, mean(probs[1]), mean(probs[2]), mean(probs[1] > 0.5), area / (h * w),
-                          np.log(area / zoom ** 2), np.log(area / np.median(area)),
-                          (conf - 0.8) ** 2], axis=1)
+    box = (table.bbox[:, 2] - table.bbox[:, 0]) * (table.bbox[:, 3] - table.bbox[:, 1])
+    conf = table.score
+    return table.id, np.stack([conf, mean(probs[1]), mean(probs[2]), mean(probs[1] > 0.5),
+                               area / box, np.log(area / zoom ** 2),
+                               np.log(area / np.median(area)), (conf - 0.8) ** 2], axis=1)
 
 
 def fit_logistic(X, y, weights, l2=1e-2, steps=50):
