@@ -136,7 +136,7 @@ def main() -> int:
         return X, y, w
 
     rules = {"shipped": [], "learned": [], "ceiling": []}
-    chosen = {}
+    chosen, per_image = {}, {}
     for g in sorted({im["group"] for im in val}):
         held = [im for im in val if im["group"] == g]
         others = [im for im in val if im["group"] != g]
@@ -149,6 +149,8 @@ def main() -> int:
             rules["shipped"].append((im, score(im, conf >= own.min_confidence)))
             rules["learned"].append((im, score(im, predict(model, im["X"]) >= chosen[g])))
             rules["ceiling"].append((im, score(im, im["y"] > 0)))
+            per_image[im["id"]] = {"group": g, "kind": im["kind"],
+                                   **{name: pairs[-1][1] for name, pairs in rules.items()}}
     kinds = sorted({im["kind"] for im in val})
     rows = [{"rule": name, "dsb_all": float(np.mean([s for _, s in v])),
              **{f"dsb_{k}": float(np.mean([s for im, s in v if im["kind"] == k])) for k in kinds}}
@@ -161,9 +163,7 @@ def main() -> int:
               "logo_threshold": chosen,
               "coefficients_all_images": {"mean": full[0].tolist(), "std": full[1].tolist(),
                                           "weights_and_bias": full[2].tolist()},
-              "per_image": {im["id"]: {"group": im["group"], "kind": im["kind"],
-                                       **{n: s for n, pairs in rules.items() for j, s in pairs
-                                          if j is im}} for im in val},
+              "per_image": per_image,
               "wall_s": round(wall, 1)}
     print(table(rows, list(rows[0])))
     print(f"\nthreshold chosen per held-out group: {chosen}")
