@@ -23,13 +23,15 @@ The network predicts, per pixel, P(background), P(body) and P(border) (:mod:`edg
    groups: ``min_confidence`` 0.8 lifts the DSB score from 0.534 to 0.544 (stained 0.316 ->
    0.340), ``border_weight`` 0.75 on top of it to 0.548 (stained 0.350); ids are renumbered 1..N.
 
-:func:`instance_table` measures the instances (id, area, bbox, centroid, mean score).
+:func:`instance_table` (:mod:`edgeseg.measure`, re-exported here) measures the instances (id,
+area, bbox, centroid, mean score).
 All parameters live in :class:`PostprocessConfig`, whose values a model artifact carries.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -38,6 +40,7 @@ import numpy as np
 
 from ._config import ConfigMixin
 from .errors import InputError
+from .measure import InstanceTable, instance_table
 from .tiling import row_blocks
 
 __all__ = ["PostprocessConfig", "InstanceTable", "label_instances", "instance_table"]
@@ -301,30 +304,47 @@ def _label_unseeded(labels: np.ndarray, todo: np.ndarray, n: int) -> tuple[np.nd
     return labels, n + m - 1
 
 
-def _labelled_pixels(labels: np.ndarray) -> list[tuple[slice, np.ndarray, np.ndarray]]:
-    """``(rows, idx, ids)`` per row block of ``labels``: the flat indices (within the block) of
-    its labelled pixels and their ids (bincount-ready integers). Indices of a boolean mask:
-    np.flatnonzero is ~3x faster on bool than on the labels themselves."""
-    out = []
-    for rows in row_blocks(*labels.shape):
-        block = labels[rows].reshape(-1)
+class _LabelledPixels:
+    """The labelled pixels of a label image, ``(rows, idx, ids)`` per row block: the flat
+    indices (within the block) of its labelled pixels and their ids (bincount-ready integers).
+
+    Indices of a boolean mask: np.flatnonzero is ~3x faster on bool than on the labels. A frame
+    of one block keeps them (they serve the areas, the confidence and the renumbering); larger
+    frames find them again on each pass, so that the temporaries stay bounded by the block.
+    """
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+        self.blocks = list(row_blocks(*labels.shape))
+        self._kept: tuple[slice, np.ndarray, np.ndarray] | None = None
+
+    def _find(self, rows: slice) -> tuple[slice, np.ndarray, np.ndarray]:
+        block = self.labels[rows].reshape(-1)
         idx = np.flatnonzero(block.astype(bool))
         ids = np.take(block, idx)
-        out.append((rows, idx, ids if ids.dtype.kind in "ui" else ids.astype(np.intp)))
-    return out
+        return rows, idx, ids if ids.dtype.kind in "ui" else ids.astype(np.intp)
+
+    def __iter__(self) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        if len(self.blocks) == 1:
+            if self._kept is None:
+                self._kept = self._find(self.blocks[0])
+            yield self._kept
+            return
+        for rows in self.blocks:
+            yield self._find(rows)
 
 
 def instance_confidence(labels: np.ndarray, probs: np.ndarray, n: int,
                         areas: np.ndarray | None = None, border_weight: float = 1.0,
-                        pixels: list[tuple[slice, np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+                        pixels: _LabelledPixels | None = None) -> np.ndarray:
     """Confidence of instances ``0..n-1`` of ``labels`` given the 3 x H x W ``probs``: the mean
     over each instance of ``P(body) + border_weight * P(border)`` (float64, summed over the
     foreground pixels only; 0 for an empty id). ``border_weight`` 1 computes it as the mean
     foreground probability ``1 - P(background)``, the quantity of :func:`instance_table`'s
     ``score`` column. ``areas``: the pixel count per id, and ``pixels``: the labelled pixels
-    (``_labelled_pixels``), when the caller has them."""
+    (``_LabelledPixels``), when the caller has them."""
     if pixels is None:
-        pixels = _labelled_pixels(labels)
+        pixels = _LabelledPixels(labels)
     if areas is None:
         areas = sum(np.bincount(ids, minlength=n) for _, _, ids in pixels)
     safe = np.maximum(areas, 1)
@@ -349,7 +369,7 @@ def _renumber(labels: np.ndarray, n: int, min_size: int, probs: np.ndarray | Non
     if probs is None and labels.dtype == np.uint16:  # areas alone: one histogram pass
         areas = cv2.calcHist([labels], [0], None, [n], [0, n]).ravel()
     else:  # the labelled pixels serve the areas, the confidence and the renumbering
-        pixels = _labelled_pixels(labels)
+        pixels = _LabelledPixels(labels)
         areas = sum(np.bincount(ids, minlength=n) for _, _, ids in pixels).astype(np.float64)
     keep = areas >= max(min_size, 1)
     if probs is not None:
@@ -360,7 +380,7 @@ def _renumber(labels: np.ndarray, n: int, min_size: int, probs: np.ndarray | Non
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     if pixels is None and float(areas[1:].sum()) < _SPARSE_RENUMBER * labels.size:
-        pixels = _labelled_pixels(labels)
+        pixels = _LabelledPixels(labels)
     if pixels is not None:
         # Look up the labelled pixels only (np.take over the whole frame makes an intp index
         # per pixel: 3-4x the time on a typical fluorescence frame).
@@ -378,113 +398,3 @@ def _renumber(labels: np.ndarray, n: int, min_size: int, probs: np.ndarray | Non
 
 # Below this foreground fraction, renumbering looks up the foreground pixels only.
 _SPARSE_RENUMBER = 0.05
-
-
-@dataclass(frozen=True)
-class InstanceTable:
-    """Per-instance measurements, one row per nucleus, as columns (numpy arrays of length N).
-
-    ``bbox`` rows are (y0, x0, y1, x1) with y1/x1 exclusive; ``centroid`` rows are (y, x);
-    ``score`` is the mean foreground probability (1 - P(background)) over the instance, or NaN
-    when no probabilities were given; ``intensity`` the mean image intensity (NaN without image).
-    """
-
-    id: np.ndarray
-    area: np.ndarray
-    bbox: np.ndarray
-    centroid: np.ndarray
-    score: np.ndarray
-    intensity: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.id.shape[0])
-
-    COLUMNS = ("id", "area", "y0", "x0", "y1", "x1", "centroid_y", "centroid_x", "score", "intensity")
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per instance with plain Python numbers (for CSV/JSON)."""
-        out = []
-        for i in range(len(self)):
-            y0, x0, y1, x1 = (int(v) for v in self.bbox[i])
-            out.append({
-                "id": int(self.id[i]), "area": int(self.area[i]),
-                "y0": y0, "x0": x0, "y1": y1, "x1": x1,
-                "centroid_y": float(self.centroid[i, 0]), "centroid_x": float(self.centroid[i, 1]),
-                "score": float(self.score[i]), "intensity": float(self.intensity[i]),
-            })
-        return out
-
-
-def instance_table(
-    labels: np.ndarray, probs: np.ndarray | None = None, image: np.ndarray | None = None
-) -> InstanceTable:
-    """Measure every instance of ``labels`` (H x W int) in one pass over the foreground pixels."""
-    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        got = f"{labels.dtype} array of shape {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
-        raise InputError(f"labels must be a 2-D integer array (H x W), got {got}")
-    for name, arr, shape in (("probs", probs, (3, *labels.shape)), ("image", image, labels.shape)):
-        if arr is not None and (not isinstance(arr, np.ndarray) or arr.shape != shape):
-            got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
-            raise InputError(f"{name} must have shape {shape} to match labels, got {got}")
-    if labels.size and labels.dtype.kind == "i" and labels.min() < 0:
-        raise InputError(f"labels must be >= 0, got a minimum of {int(labels.min())}")
-    # Row blocks bound the per-pixel temporaries (int64 coordinates of the foreground pixels)
-    # on large frames; the blocks' sums, minima and maxima are merged per id.
-    parts = []
-    for rows in row_blocks(*labels.shape):
-        part = _block_stats(labels[rows], rows.start, None if probs is None else probs[0][rows],
-                            None if image is None else image[rows])
-        if part is not None:
-            parts.append(part)
-    if not parts:
-        return InstanceTable(id=np.zeros(0, np.int64), area=np.zeros(0, np.int64),
-                             bbox=np.zeros((0, 4), np.int64),
-                             centroid=np.zeros((0, 2)), score=np.zeros(0), intensity=np.zeros(0))
-    ids, g = np.unique(np.concatenate([u for u, _, _ in parts]), return_inverse=True)
-    g = g.reshape(-1)
-    n = ids.size
-    sums = {key: np.bincount(g, weights=np.concatenate([s[key] for _, s, _ in parts]), minlength=n)
-            for key in parts[0][1]}
-    corners = np.concatenate([c for _, _, c in parts])
-    bbox = np.stack([_reduce_at(np.minimum, g, corners[:, 0], n),
-                     _reduce_at(np.minimum, g, corners[:, 1], n),
-                     _reduce_at(np.maximum, g, corners[:, 2], n) + 1,
-                     _reduce_at(np.maximum, g, corners[:, 3], n) + 1], axis=1)
-    area = sums["area"].astype(np.int64)
-    safe = np.maximum(area, 1)
-    score = sums["score"] / safe if probs is not None else np.full(n, np.nan)
-    intensity = sums["intensity"] / safe if image is not None else np.full(n, np.nan)
-    return InstanceTable(id=ids.astype(np.int64), area=area, bbox=bbox,
-                         centroid=np.stack([sums["y"] / safe, sums["x"] / safe], axis=1),
-                         score=score, intensity=intensity)
-
-
-def _reduce_at(fn: np.ufunc, index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
-    """Per-index minimum (``np.minimum``) or maximum (``np.maximum``) of ``values``."""
-    init = np.iinfo(np.int64).max if fn is np.minimum else -1
-    out = np.full(n, init, np.int64)
-    fn.at(out, index, values)
-    return out
-
-
-def _block_stats(block: np.ndarray, y0: int, bg: np.ndarray | None, image: np.ndarray | None
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray] | None:
-    """Ids of the instances in rows ``y0..`` of a label image, their pixel count and sums of y,
-    x, foreground probability and intensity, and their bbox corners (y0, x0, y1-1, x1-1)."""
-    ys, xs = np.nonzero(block)
-    if not ys.size:
-        return None
-    u, inv = np.unique(block[ys, xs].astype(np.int64, copy=False), return_inverse=True)
-    inv = inv.reshape(-1)
-    k = u.size
-    sums = {"area": np.bincount(inv, minlength=k).astype(np.float64),
-            "y": np.bincount(inv, weights=ys + y0, minlength=k),
-            "x": np.bincount(inv, weights=xs, minlength=k)}
-    if bg is not None:
-        sums["score"] = np.bincount(inv, weights=1.0 - bg[ys, xs].astype(np.float64), minlength=k)
-    if image is not None:
-        sums["intensity"] = np.bincount(inv, weights=image[ys, xs].astype(np.float64), minlength=k)
-    corners = np.stack([_reduce_at(np.minimum, inv, ys, k) + y0, _reduce_at(np.minimum, inv, xs, k),
-                        _reduce_at(np.maximum, inv, ys, k) + y0, _reduce_at(np.maximum, inv, xs, k)],
-                       axis=1)
-    return u, sums, corners

@@ -146,27 +146,6 @@ def test_bad_overrides_and_config():
     assert PostprocessConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_instance_table():
-    gt = disc_labels()
-    p = one_hot(encode(gt))
-    image = np.arange(gt.size, dtype=np.float32).reshape(gt.shape)
-    t = instance_table(gt, p, image)
-    assert len(t) == 3 and list(t.id) == [1, 2, 3]
-    for i, k in enumerate(t.id):
-        ys, xs = np.nonzero(gt == k)
-        assert t.area[i] == ys.size
-        assert tuple(t.bbox[i]) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
-        np.testing.assert_allclose(t.centroid[i], (ys.mean(), xs.mean()))
-        np.testing.assert_allclose(t.intensity[i], image[gt == k].mean(), rtol=1e-6)
-        np.testing.assert_allclose(t.score[i], 1.0)
-    rows = t.rows()
-    assert rows[0]["id"] == 1 and set(rows[0]) == set(t.COLUMNS)
-    empty = instance_table(np.zeros((4, 4), np.int32))
-    assert len(empty) == 0 and empty.rows() == []
-    with pytest.raises(InputError, match="match labels"):
-        instance_table(gt, p[:, :5])
-
-
 def test_encoding_oracle_on_real_subset(stage1_train, manifest):
     """GT -> encode -> one-hot -> label_instances recovers the nuclei (the model's ceiling)."""
     scores = []
@@ -226,6 +205,7 @@ def _random_probs(h, w, seed=0):
 
 @pytest.mark.parametrize("pixels", [1, 97, 4096])
 def test_blockwise_table_and_renumbering_equal_the_whole_frame(monkeypatch, pixels):
+    import edgeseg.measure as measure
     import edgeseg.postprocess as pp
 
     probs = _random_probs(150, 170)
@@ -234,6 +214,7 @@ def test_blockwise_table_and_renumbering_equal_the_whole_frame(monkeypatch, pixe
     table = instance_table(whole, probs, image)
     assert whole.max() > 20 and len(table) == whole.max()
     monkeypatch.setattr(pp, "row_blocks", _blocks_of(pixels))
+    monkeypatch.setattr(measure, "row_blocks", _blocks_of(pixels))
     np.testing.assert_array_equal(label_instances(probs, min_size=5), whole)
     blocks = instance_table(whole, probs, image)
     for col in ("id", "area", "bbox"):
@@ -257,24 +238,25 @@ def test_more_seeds_than_16_bits(monkeypatch):
     assert np.array_equal(np.sort(labels[::2, ::2].ravel()), np.arange(1, 90001))
 
 
-def test_table_memory_is_bounded_by_the_block(monkeypatch):
-    """The table's temporaries (int64 coordinates of foreground pixels) scale with the block
-    (here 16k pixels), not with the frame."""
+def test_renumbering_memory_is_bounded_by_the_block(monkeypatch):
+    """Renumbering with the confidence filter looks the labelled pixels up a row block at a
+    time: its temporaries scale with the block (here 16k pixels), not with the frame."""
     import tracemalloc
 
     import edgeseg.postprocess as pp
 
     monkeypatch.setattr(pp, "row_blocks", _blocks_of(1 << 14))
-
-    lab = np.zeros((1500, 1500), np.int32)
-    lab[:, :1000] = np.arange(1, 1501, dtype=np.int32)[:, None]  # 2/3 foreground, 1500 ids
-    probs, image = np.zeros((3, *lab.shape), np.float32), lab.astype(np.float32)
+    lab = np.zeros((1500, 1500), np.uint16)
+    lab[:, :1000] = np.arange(1, 1501, dtype=np.uint16)[:, None]  # 2/3 foreground, 1500 ids
+    lab[::2, 500:1000] = 0  # odd rows: 1000 px, even rows: 500 px (removed by min_size)
+    probs = np.zeros((3, *lab.shape), np.float32)
+    probs[1] = 1.0
     tracemalloc.start()
     try:
-        t = instance_table(lab, probs, image)
+        out = pp._renumber(lab, 1501, 600, probs, 0.5, 0.75)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert len(t) == 1500 and t.area.sum() == 1500 * 1000
-    # a whole-frame pass holds >= 6 int64/float64 values per foreground pixel (>= 72 MB here)
-    assert peak < lab.nbytes // 4, peak
+    assert out.max() == 750 and np.array_equal(out[1::2, 0], np.arange(1, 751))
+    # the int32 output, plus per-block temporaries; whole-frame indices would add >= 9 MB
+    assert peak < out.nbytes * 1.4, peak
