@@ -64,6 +64,9 @@ class BenchConfig:
     calib_data: str | None = None  # INT8 calibration images; None: ``data``
     workdir: str | None = None  # converted models go here; None: a temporary folder
     postprocess_size: int = 1024  # label_instances vs scikit-image at this size (0: not timed)
+    # "default": malloc as a plain script has it; "tuned": edgeseg.allocator.tune_allocator for
+    # every row (the baseline included), so that no row pays page faults for its large tensors
+    allocator: str = "default"
 
 
 @dataclass
@@ -368,8 +371,16 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = log.info) -> dict[s
     if Path(str(cfg.model)).suffix.lower() in (".onnx", ".engine"):
         raise InputError(f"bench times the naive baseline and converts the model itself, so it needs the "
                          f"checkpoint: got {cfg.model}; pass --model default or a .pt checkpoint")
+    if cfg.allocator not in ("default", "tuned"):
+        raise InputError(f"allocator must be 'default' or 'tuned', got {cfg.allocator!r}")
+    from .allocator import allocator_tuning, tune_allocator
+
+    if cfg.allocator == "tuned":
+        tune_allocator()
     data = Path(cfg.data) if cfg.data else _demo()
     info = machine()
+    tuned = allocator_tuning()  # "default" in a process that tuned it before is tuned all the same
+    info["allocator"] = tuned.detail if tuned is not None and tuned.applied else "default (not tuned)"
     with tempfile.TemporaryDirectory(prefix="edgeseg-bench-") as tmp:
         workdir = Path(cfg.workdir) if cfg.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

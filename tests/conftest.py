@@ -26,6 +26,17 @@ KAGGLE_SAMPLE = DSB_ROOT / "kaggle_layout_sample"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _untuned_allocator():
+    """The CLI tunes malloc process-wide (edgeseg.allocator); tests call main([...]) in-process,
+    so the test process records a tuning that changed nothing: every test sees the same
+    allocator. tests/test_allocator.py checks the real tuning in subprocesses."""
+    from edgeseg import allocator
+
+    allocator._done = allocator.AllocatorTuning(False, "left as it is in the test process")
+    yield
+
+
 def _require(path: Path) -> Path:
     if not path.is_dir():
         pytest.skip(

@@ -23,7 +23,8 @@ def test_bench_quick_writes_the_schema_table_and_plot(tmp_path, capsys):
                  "--post-size", "64", "--json", str(out), "--plot", str(png)]) == 0
     result = json.loads(out.read_text())
     assert {"machine", "versions", "model", "rows"} <= set(result)
-    assert {"cpu_flags", "cpu_count", "loadavg_start", "loadavg_end"} <= set(result["machine"])
+    assert {"cpu_flags", "cpu_count", "loadavg_start", "loadavg_end", "allocator"} <= set(result["machine"])
+    assert result["machine"]["allocator"] == "default (not tuned)"  # the test process's malloc as it is
     assert {"torch", "onnxruntime", "numpy", "opencv"} <= set(result["versions"])
     rows = result["rows"]
     for r in rows:

@@ -38,6 +38,22 @@ def add_model_options(p: argparse.ArgumentParser, default: str | None = "default
                         "within --max-drop DSB of fp32 (the decision is printed); default: the model's own")
     p.add_argument("--max-drop", type=float, default=0.01,
                    help="with --precision auto: DSB a precision may lose against fp32 (default: %(default)s)")
+    add_allocator_option(p, "tuned")
+
+
+def add_allocator_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--allocator", choices=("tuned", "default"), default=default,
+                   help="tuned: this process keeps freed memory for reuse (glibc malloc; PyTorch's large "
+                        "CPU tensors otherwise page-fault every frame: edgeseg.allocator); default: leave "
+                        "malloc as it is (default: %(default)s)")
+
+
+def apply_allocator(args: argparse.Namespace) -> None:
+    """``--allocator tuned``: :func:`edgeseg.allocator.tune_allocator` (logged)."""
+    if getattr(args, "allocator", "default") == "tuned":
+        from ..allocator import tune_allocator
+
+        tune_allocator()
 
 
 def make_segmenter(args: argparse.Namespace) -> Any:
@@ -55,6 +71,7 @@ def make_segmenter(args: argparse.Namespace) -> Any:
     if not hasattr(args, "pixel_size") and is_length(diameter):
         raise InputError(f"--diameter {diameter}: this command takes the diameter in px (µm need the "
                          "pixel size, which `edgeseg predict --pixel-size` has); give it in px")
+    apply_allocator(args)
     seg = Segmenter(args.model, backend=args.backend, device=args.device, tile=args.tile,
                     diameter=diameter, tta=bool(getattr(args, "tta", False)),
                     pixel_size=getattr(args, "pixel_size", None),

@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "default %(default)s)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--plot", default=None, help="write a PNG of the stage times per row here")
+    p.add_argument("--allocator", choices=("default", "tuned"), default="default",
+                   help="default: malloc as a plain script has it (the naive baseline as users run it); "
+                        "tuned: edgeseg.allocator.tune_allocator for every row, the baseline included "
+                        "(default: %(default)s)")
     p.set_defaults(run=run)
 
 
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                       batches=tuple(args.batches), rounds=args.rounds or quick.get("rounds", 3),
                       frames=args.frames or quick.get("frames", 4), device=args.device, only=tuple(args.only),
                       modes=tuple(args.modes), postprocess_size=args.post_size, data=args.data,
-                      calib_data=args.calib_data, workdir=args.workdir)
+                      calib_data=args.calib_data, workdir=args.workdir, allocator=args.allocator)
     result = run_bench(cfg, say=lambda text: print(f"  {text}", file=sys.stderr, flush=True))
     print(table(result["rows"]))
     post = result.get("postprocess")
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"not run here: {what}")
     m = result["machine"]
     print(f"edgeseg bench: {m['cpu']} ({m['cpu_count']} cores; {' '.join(m['cpu_flags'])}), load "
-          f"{m['loadavg_start']} -> {m['loadavg_end']}")
+          f"{m['loadavg_start']} -> {m['loadavg_end']}; allocator: {m['allocator']}")
     if args.json:
         atomic_write_json(args.json, result)
         print(f"wrote {args.json}")
