@@ -4,12 +4,13 @@
    the model's validation images are left out) — :mod:`edgeseg.calibration.inputs`;
 2. activation ranges from ONNX Runtime's calibrators (``minmax``, ``entropy`` or ``percentile``),
    collected a few images at a time to bound memory, cached as JSON and reused (the same
-   ranges serve both targets);
-3. Q/DQ insertion with ONNX Runtime's QDQ quantizer: symmetric INT8 activations and weights
-   (zero points 0), per-channel weights (Conv axis 0, ConvTranspose axis 1), float biases, laid
-   out for the target (:mod:`edgeseg.calibration.targets`): ``tensorrt`` quantizes only the
-   inputs of Conv/ConvTranspose, full-range weights, FP16 elsewhere; ``onnxruntime`` also the
-   Conv outputs but the logits (ONNX Runtime's integer kernels need them), 7-bit weights;
+   ranges, low and high per tensor, serve both targets);
+3. Q/DQ insertion with ONNX Runtime's QDQ quantizer: symmetric INT8 weights, per-channel (Conv
+   axis 0, ConvTranspose axis 1), float biases, laid out for the target
+   (:mod:`edgeseg.calibration.targets`): ``tensorrt`` quantizes only the inputs of
+   Conv/ConvTranspose, with symmetric int8 activations (zero points 0), full-range weights, FP16
+   elsewhere; ``onnxruntime`` also the outputs but the logits, with asymmetric uint8
+   activations through ReLU, MaxPool and Concat (ONNX Runtime's integer kernels), 7-bit weights;
 4. the TensorRT flavour is checked against TensorRT's rules (:func:`check_tensorrt_qdq`); both
    carry the model's metadata with ``precision="int8"``, the calibration settings and the
    flavour, and are written atomically.
@@ -42,6 +43,11 @@ PathLike = Union[str, Path]
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = "edgeseg-calibration-cache"
 _CHUNK = 4  # images per collect_data call: bounds the intermediate outputs kept in memory
+# Ranges are found for the inputs and outputs of these ops (what either flavour quantizes)
+_CALIBRATED_OPS = ["Conv", "ConvTranspose", "Relu", "MaxPool", "Concat"]
+# In the cache key: what the ranges are (caches written before uint8 activations hold symmetric
+# ranges of Conv/ConvTranspose tensors only, and are refused with "differs in ['ranges']")
+_RANGES = "low/high per tensor of " + "/".join(_CALIBRATED_OPS)
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def _ranges(src: Path, inputs: list[np.ndarray], cfg: CalibrationConfig) -> dict
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[cfg.method]
-    extra = {"symmetric": True}
+    extra = {"symmetric": False}  # low and high: the TensorRT flavour symmetrizes them itself
     if cfg.method == "percentile":
         extra.update(percentile=cfg.percentile, num_bins=2048)
     elif cfg.method == "entropy":
@@ -97,7 +103,7 @@ def _ranges(src: Path, inputs: list[np.ndarray], cfg: CalibrationConfig) -> dict
             return None if x is None else {input_name: x}
 
     with tempfile.TemporaryDirectory(prefix="edgeseg-calib-") as tmp:
-        calibrator = create_calibrator(src, ["Conv", "ConvTranspose"],
+        calibrator = create_calibrator(src, _CALIBRATED_OPS,
                                        augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=method, extra_options=extra)
         for k in range(0, len(inputs), _CHUNK):
@@ -119,21 +125,26 @@ def _quantize(src: Path, ranges: dict[str, list[float]], fl: Int8Flavour) -> Any
 
     tensors = TensorsData(CalibrationMethod.MinMax,
                           {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()})
+    uint8 = fl.activations == "uint8"
     extra = {
-        "ActivationSymmetric": True,  # zero points 0 (TensorRT)
+        "ActivationSymmetric": not uint8,  # int8: zero points 0 (TensorRT)
         "WeightSymmetric": True,
         "QuantizeBias": False,  # float biases: no INT32 DequantizeLinear (TensorRT)
         "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
         "AddQDQPairToWeight": False,
         "DedicatedQDQPair": False,
         # outputs of weighted layers: float for TensorRT; ONNX Runtime fuses DQ -> Conv -> Q only
-        "OpTypesToExcludeOutputQuantization": ["ConvTranspose"] if fl.output_qdq else ["Conv", "ConvTranspose"],
+        "OpTypesToExcludeOutputQuantization": [] if fl.output_qdq else ["Conv", "ConvTranspose"],
     }
     model = onnx.load(str(src))
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
     exclude = [convs[0], convs[-1]] if fl.float_edge_convs and len(convs) > 2 else None
-    quantizer = QDQQuantizer(model, True, fl.reduce_range, q.QuantType.QInt8, q.QuantType.QInt8, tensors,
-                             None, exclude, ["Conv", "ConvTranspose"], extra)
+    # uint8: ReLU, MaxPool and Concat quantized too (ReLU dropped into the zero point), so ONNX
+    # Runtime keeps the chain between convolutions in integers
+    ops = _CALIBRATED_OPS if uint8 else ["Conv", "ConvTranspose"]
+    activation = q.QuantType.QUInt8 if uint8 else q.QuantType.QInt8
+    quantizer = QDQQuantizer(model, True, fl.reduce_range, q.QuantType.QInt8, activation, tensors,
+                             None, exclude, ops, extra)
     quantizer.quantize_model()
     quantizer.model.topological_sort()  # Q/DQ nodes are appended last; ONNX wants them sorted
     qmodel = quantizer.model.model
@@ -202,7 +213,7 @@ def calibrate(onnx: PathLike, images: ImagesLike, out: PathLike | None = None, *
     val_ids = set((info.model_card.get("val") or {}).get("per_image") or {})
     ids, inputs = calibration_inputs(images, info.norm, shape=cfg.shape, multiple=info.multiple,
                                      num_images=cfg.num_images, exclude=val_ids, seed=cfg.seed)
-    key = {"onnx_sha256": file_sha256(src), **asdict(cfg), "images": sorted(ids)}
+    key = {"onnx_sha256": file_sha256(src), **asdict(cfg), "images": sorted(ids), "ranges": _RANGES}
     ranges = _load_cache(Path(cache), key) if cache else None
     if ranges is None:
         ranges = _ranges(src, inputs, cfg)

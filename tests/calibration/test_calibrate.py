@@ -89,7 +89,7 @@ def test_int8_model_follows_tensorrt_rules(int8):
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
 
 
-def test_onnxruntime_flavour_has_7_bit_weights_and_quantized_conv_outputs(int8_cpu):
+def test_onnxruntime_flavour_has_7_bit_weights_uint8_activations_and_no_float_relu(int8_cpu):
     model = onnx.load(str(int8_cpu))
     info = onnx_info(int8_cpu)
     assert info.model_card["int8"]["target"] == "onnxruntime" and info.model_card["int8"]["weight_bits"] == 7
@@ -105,10 +105,16 @@ def test_onnxruntime_flavour_has_7_bit_weights_and_quantized_conv_outputs(int8_c
         if n.op_type in ("Conv", "ConvTranspose") and n is not first and n is not head:
             dq, q = _weight_q(n, inits, producers)
             assert q.dtype == np.int8 and 32 < np.abs(q.astype(int)).max() <= 64  # reduce_range
-            out_q = any(c.op_type == "QuantizeLinear" for c in consumers[n.output[0]])
-            # ONNX Runtime fuses DQ -> Conv -> Q into an integer QLinearConv; ConvTranspose runs in float
-            assert out_q == (n.op_type == "Conv"), n.name
-    assert {t.data_type for t in g.initializer} <= {onnx.TensorProto.FLOAT, onnx.TensorProto.INT8}
+            # ONNX Runtime fuses DQ -> Conv -> Q into an integer QLinearConv (ReLU folded into the
+            # uint8 zero point); ConvTranspose's output is quantized for the integer Concat after it
+            assert [c.op_type for c in consumers[n.output[0]]] == ["QuantizeLinear"], n.name
+    # activations: asymmetric uint8; only the float first convolution keeps a ReLU of its own
+    zero_points = [inits[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)
+    relus = [n for n in g.node if n.op_type == "Relu"]
+    assert [producers[r.input[0]] for r in relus] == [first]
+    assert {t.data_type for t in g.initializer} <= {onnx.TensorProto.FLOAT, onnx.TensorProto.INT8,
+                                                    onnx.TensorProto.UINT8}
     problems = " ".join(check_tensorrt_qdq(model))
     assert "7 bits" in problems and "is quantized" in problems  # not for TensorRT
 
@@ -147,10 +153,12 @@ def test_tiny_weight_scales_stay_normal_float16(tiny_onnx, tmp_path):
 
 
 def _activation_names(model):
+    from edgeseg.calibration.quantize import _CALIBRATED_OPS
+
     names = set()
     for n in model.graph.node:
-        if n.op_type in ("Conv", "ConvTranspose"):
-            names.update([n.input[0], n.output[0]])
+        if n.op_type in _CALIBRATED_OPS:
+            names.update([*n.input[:1 if n.op_type != "Concat" else None], n.output[0]])
     return names
 
 
