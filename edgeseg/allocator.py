@@ -31,7 +31,7 @@ import platform
 import threading
 from dataclasses import dataclass
 
-__all__ = ["AllocatorTuning", "allocator_tuning", "tune_allocator"]
+__all__ = ["AllocatorTuning", "allocator_tuning", "hint_allocator", "tune_allocator"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ _SETTINGS = (("M_MMAP_MAX", _M_MMAP_MAX, 0), ("M_TRIM_THRESHOLD", _M_TRIM_THRESH
 
 _lock = threading.Lock()
 _done: "AllocatorTuning | None" = None
+_hinted = False
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,17 @@ def tune_allocator() -> AllocatorTuning:
 def allocator_tuning() -> AllocatorTuning | None:
     """What :func:`tune_allocator` did in this process, or None if it was not called."""
     return _done
+
+
+def hint_allocator(backend: object) -> bool:
+    """Log once per process (INFO) that :func:`tune_allocator` would help, when ``backend`` is
+    PyTorch on the CPU and malloc was not tuned: its large tensors are faulted in again every
+    frame, more so on a stream's worker thread. Returns whether it logged."""
+    global _hinted
+    if _hinted or _done is not None or getattr(backend, "name", None) != "torch" \
+            or getattr(backend, "device", None) != "cpu":
+        return False
+    _hinted = True
+    log.info("torch on the CPU: edgeseg.tune_allocator() keeps freed memory for reuse; without it large "
+             "tensors are faulted in again every frame (the bundled model at 1024^2: 606 -> 417 ms per frame)")
+    return True

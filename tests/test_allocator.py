@@ -69,3 +69,18 @@ def test_cli_option_tunes_or_leaves_it(monkeypatch, tmp_path):
     assert calls == []
     assert main(["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o2"), "--diameter", "none"]) == 0
     assert calls == [1]
+
+
+def test_stream_hints_once_for_torch_on_the_cpu(monkeypatch, caplog):
+    class Backend:
+        name, device = "torch", "cpu"
+
+    monkeypatch.setattr(allocator, "_done", None)
+    monkeypatch.setattr(allocator, "_hinted", False)
+    with caplog.at_level("INFO", logger="edgeseg.allocator"):
+        assert not allocator.hint_allocator(type("Gpu", (), {"name": "torch", "device": "cuda"})())
+        assert allocator.hint_allocator(Backend()) and not allocator.hint_allocator(Backend())
+    assert sum("tune_allocator()" in r.getMessage() for r in caplog.records) == 1
+    monkeypatch.setattr(allocator, "_hinted", False)
+    monkeypatch.setattr(allocator, "_done", allocator.AllocatorTuning(True, "tuned"))
+    assert not allocator.hint_allocator(Backend())  # tuned already: nothing to say
