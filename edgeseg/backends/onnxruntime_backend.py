@@ -3,8 +3,9 @@
 Needs only ``onnxruntime`` (not torch): the model's metadata is read through ONNX Runtime's own
 ``custom_metadata_map``. Where ``onnx`` is installed too (``edgeseg[convert]``), the CPU
 provider runs the model with its class Softmax rewritten as elementwise ops in memory
-(:mod:`.ort_graph`; ``split_softmax=False`` runs the graph exactly as written). Execution providers are used as asked: if the one
-asked for cannot start, this raises instead of quietly running on the CPU.
+(:mod:`.ort_graph`; ``split_softmax=False`` runs the graph exactly as written). Execution
+providers are used as asked: if the one asked for cannot start, this raises instead of quietly
+running on the CPU.
 """
 
 from __future__ import annotations
