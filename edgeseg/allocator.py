@@ -93,7 +93,8 @@ def allocator_tuning() -> AllocatorTuning | None:
 def hint_allocator(backend: object) -> bool:
     """Log once per process (INFO) that :func:`tune_allocator` would help, when ``backend`` is
     PyTorch on the CPU and malloc was not tuned: its large tensors are faulted in again every
-    frame, more so on a stream's worker thread. Returns whether it logged."""
+    frame, more so on a stream's worker thread (the Segmenter calls this when it opens its backend).
+    Returns whether it logged."""
     global _hinted
     if _hinted or _done is not None or getattr(backend, "name", None) != "torch" \
             or getattr(backend, "device", None) != "cpu":

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
+from .allocator import hint_allocator
 from .backends import open_backend
 from .data import NormInfo, normalize, to_grey
 from .errors import InputError
@@ -171,6 +172,7 @@ class Segmenter:
             raise InputError(f"precision must be 'auto' or None (the model's own), got {precision!r}; "
                              "a fixed precision comes from the model file (edgeseg convert --precision) "
                              "or, for the torch backend, backend_options={'precision': 'fp16'}")
+        hint_allocator(self._backend)  # torch on the CPU with malloc untuned: logged once
         info = self._backend.info
         # A TensorRT engine only takes shapes inside its optimisation profile (min, opt, max).
         profile = getattr(self._backend, "profile", None)

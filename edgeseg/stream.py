@@ -213,7 +213,6 @@ class FrameStream:
     def __init__(self, seg: Any, frames: Iterable[Any], *, batch: int = 1, queue_size: int = 2,
                  probabilities: bool = False, keep_errors: bool = False, with_frames: bool = False,
                  layout: str = "auto") -> None:
-        from .allocator import hint_allocator
         from .streampolicy import choose_policy
 
         for name, v in (("batch", batch), ("queue_size", queue_size)):
@@ -223,7 +222,6 @@ class FrameStream:
             raise InputError(f"stream: layout must be a string ('auto', 'overlap', 'pair' or 'worker'), "
                              f"got {layout!r}")
         self.policy = choose_policy(getattr(seg, "_backend", None), layout)
-        hint_allocator(getattr(seg, "_backend", None))
         try:
             self._source = iter(frames)
         except TypeError:

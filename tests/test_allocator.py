@@ -71,7 +71,7 @@ def test_cli_option_tunes_or_leaves_it(monkeypatch, tmp_path):
     assert calls == [1]
 
 
-def test_stream_hints_once_for_torch_on_the_cpu(monkeypatch, caplog):
+def test_hint_is_logged_once_for_torch_on_the_cpu(monkeypatch, caplog):
     class Backend:
         name, device = "torch", "cpu"
 
