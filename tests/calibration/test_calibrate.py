@@ -184,6 +184,18 @@ def test_histogram_methods(tiny_onnx, tmp_path, method):
     assert check_tensorrt_qdq(onnx.load(str(out))) == []
 
 
+@pytest.mark.parametrize("method", ["entropy", "percentile", "minmax"])
+def test_onnxruntime_flavour_folds_every_relu_whatever_the_method(tiny_onnx, tmp_path, method):
+    """With each calibration method, every ReLU after a quantized convolution folds into the
+    uint8 zero point (ReLU outputs calibrate to a low end of 0): only the float first
+    convolution keeps a ReLU op."""
+    out = calibrate(tiny_onnx, images(6), tmp_path / "m.onnx", target="onnxruntime", method=method,
+                    num_images=6, shape=32)
+    g, inits, producers, _ = _graph(onnx.load(str(out)))
+    first = next(n for n in g.node if n.op_type == "Conv")
+    assert [producers[n.input[0]] for n in g.node if n.op_type == "Relu"] == [first]
+
+
 def test_too_few_or_few_images(tiny_onnx, tmp_path, caplog):
     with pytest.raises(DataError, match="at least 4"):
         calibrate(tiny_onnx, images(3), tmp_path / "m.onnx", num_images=8, shape=32)
