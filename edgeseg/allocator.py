@@ -5,8 +5,9 @@ at 1024^2 (16 channels, float32) is 64 MiB, above glibc's largest mmap threshold
 every such tensor is a fresh ``mmap``: the kernel maps and zero-fills each of its pages on first
 touch and unmaps them on ``free``, frame after frame. Measured on a 2-core Xeon, torch eager at
 1024^2: about 200,000 minor page faults per frame, 606 -> 417 ms per frame once freed memory is
-kept for reuse (``benchmarks/results/2026-11-28-xeon``; the naive PyTorch baseline of
-``edgeseg bench``: 2019 -> 926 ms). ONNX Runtime allocates from its own arena and gains little.
+kept for reuse (the naive PyTorch baseline of ``edgeseg bench`` there: 1578-2137 ms as is,
+726-1134 ms tuned, ``benchmarks/results/2026-11-28-xeon/bench_cpu_v5_*.json``). ONNX Runtime
+allocates from its own arena and gains little.
 
 :func:`tune_allocator` sets, with ``mallopt``:
 
@@ -59,10 +60,9 @@ def _glibc() -> ctypes.CDLL | None:
         return None
     try:
         libc = ctypes.CDLL(None)
-        version = libc.gnu_get_libc_version
-    except (OSError, AttributeError):  # not glibc (musl has no gnu_get_libc_version)
+        libc.gnu_get_libc_version  # noqa: B018 - present in glibc only (not in musl)
+    except (OSError, AttributeError):
         return None
-    version.restype = ctypes.c_char_p
     return libc
 
 
