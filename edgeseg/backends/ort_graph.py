@@ -38,6 +38,16 @@ def _static_channels(graph: Any, name: str) -> int | None:
     return None
 
 
+def _class_axis_softmax(helper: Any, graph: Any, node: Any) -> int | None:
+    """The class count if ``node`` is a Softmax over axis 1 of a 4-D tensor whose class count
+    is static and small enough to split; None for any other node."""
+    if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx"):
+        return None
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
+    classes = _static_channels(graph, node.output[0]) if axis in (1, -3) else None
+    return classes if classes is not None and 1 < classes <= _MAX_CLASSES else None
+
+
 def _opset(model: Any) -> int:
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
@@ -66,10 +76,8 @@ def split_softmax(data: bytes) -> bytes | None:
     done: list[int] = []
     out: list[Any] = []
     for node in graph.node:
-        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), -1)
-        classes = _static_channels(graph, node.output[0]) if node.op_type == "Softmax" else None
-        if node.op_type != "Softmax" or node.domain not in ("", "ai.onnx") or axis not in (1, -3) \
-                or classes is None or not 1 < classes <= _MAX_CLASSES:
+        classes = _class_axis_softmax(helper, graph, node)
+        if classes is None:
             out.append(node)
             continue
         out.extend(_planes_softmax(helper, node, classes, opset, f"{node.name or 'softmax'}_{len(done)}"))
